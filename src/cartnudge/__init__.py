@@ -1,0 +1,3 @@
+"""cartnudge: abandoned-cart recovery engine."""
+
+__version__ = "0.1.0"

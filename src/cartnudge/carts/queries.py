@@ -1,0 +1,103 @@
+"""Read models of the cart list for owners: the list, and one cart with its timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from cartnudge.carts.repository import CartRepository
+from cartnudge.db.models import AuditEntry, Cart, InboxEvent, table_of
+
+carts = table_of(Cart)
+inbox = table_of(InboxEvent)
+audit = table_of(AuditEntry)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def cart_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "shop_id": row.shop_id,
+        "status": row.status,
+        "status_reason": row.status_reason,
+        "source": row.source,
+        "currency": row.currency,
+        "total_minor": row.total_minor,
+        "items": row.items,
+        "email": row.email,
+        "first_name": row.first_name,
+        "locale": row.locale,
+        "timezone": row.timezone,
+        "accepts_marketing": row.accepts_marketing,
+        "consent_source": row.consent_source,
+        "return_url": row.return_url,
+        "saved_link": row.saved_link,
+        "first_activity_at": _iso(row.first_activity_at),
+        "last_activity_at": _iso(row.last_activity_at),
+        "next_wake_at": _iso(row.next_wake_at),
+        "bought_at": _iso(row.bought_at),
+        "order_ref": row.order_ref,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+    }
+
+
+def list_carts(
+    conn: Connection, shop_id: int, *, status: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    stmt = select(carts).where(carts.c.shop_id == shop_id)
+    if status is not None:
+        stmt = stmt.where(carts.c.status == status)
+    stmt = stmt.order_by(carts.c.last_activity_at.desc(), carts.c.id.desc()).limit(limit)
+    return [cart_view(row) for row in conn.execute(stmt)]
+
+
+def show_cart(conn: Connection, cart_id: int) -> dict[str, Any] | None:
+    repo = CartRepository(conn)
+    row = repo.get(None, cart_id)
+    if row is None:
+        return None
+    view = cart_view(row)
+    view["keys"] = [{"kind": kind, "value": value} for kind, value in repo.keys_of(cart_id)]
+    events = conn.execute(
+        select(
+            inbox.c.id,
+            inbox.c.source,
+            inbox.c.topic,
+            inbox.c.external_id,
+            inbox.c.status,
+            inbox.c.occurred_at,
+            inbox.c.received_at,
+        )
+        .where(inbox.c.cart_id == cart_id)
+        .order_by(inbox.c.occurred_at, inbox.c.id)
+    )
+    view["events"] = [
+        {
+            "id": e.id,
+            "source": e.source,
+            "topic": e.topic,
+            "external_id": e.external_id,
+            "status": e.status,
+            "occurred_at": _iso(e.occurred_at),
+            "received_at": _iso(e.received_at),
+        }
+        for e in events
+    ]
+    entries = conn.execute(select(audit).where(audit.c.cart_id == cart_id).order_by(audit.c.id))
+    view["audit"] = [
+        {
+            "at": _iso(a.at),
+            "actor": a.actor,
+            "action": a.action,
+            "reason": a.reason,
+            "before": a.before,
+            "after": a.after,
+        }
+        for a in entries
+    ]
+    return view

@@ -1,0 +1,245 @@
+"""A cart's state as plain data, and the pure rules that change it.
+
+The state is a join: applying events in any order, any number of times, gives the same
+result. Each group of fields carries the version of the event that last set it and only
+a newer event may change it; status only climbs (open < closed < owner-stopped < bought),
+so a purchase is terminal; activity times widen. ``join`` merges two carts that turn out
+to be one (a Shopify cart and its later checkout) by the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from cartnudge.db.models import CartStatus
+from cartnudge.intake.events import CartEvent, EventKind, email_key
+
+STATUS_RANK = {
+    CartStatus.OPEN: 0,
+    CartStatus.CLOSED: 1,
+    CartStatus.SUPPRESSED: 2,
+    CartStatus.WRITTEN_OFF: 2,
+    CartStatus.BOUGHT: 3,
+}
+
+# Fields that change together, each group under one version.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "basket": ("items", "currency", "total_minor"),
+    "email": ("email",),
+    "first_name": ("first_name",),
+    "locale": ("locale",),
+    "timezone": ("timezone",),
+    "return_url": ("return_url",),
+    "consent": ("accepts_marketing", "consent_source"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CartState:
+    status: CartStatus
+    source: str
+    first_activity_at: datetime
+    last_activity_at: datetime
+    items: list[dict[str, Any]] = field(default_factory=list)
+    currency: str | None = None
+    total_minor: int | None = None
+    email: str | None = None
+    first_name: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    accepts_marketing: bool | None = None
+    consent_source: str | None = None
+    return_url: str | None = None
+    saved_link: bool = False
+    status_reason: str | None = None
+    bought_at: datetime | None = None
+    order_ref: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def email_key(self) -> str | None:
+        return email_key(self.email)
+
+    def as_row(self) -> dict[str, Any]:
+        """Column values for the ``carts`` table."""
+        return {
+            "status": self.status.value,
+            "status_reason": self.status_reason,
+            "source": self.source,
+            "items": self.items,
+            "currency": self.currency,
+            "total_minor": self.total_minor,
+            "email": self.email,
+            "email_key": self.email_key,
+            "first_name": self.first_name,
+            "locale": self.locale,
+            "timezone": self.timezone,
+            "accepts_marketing": self.accepts_marketing,
+            "consent_source": self.consent_source,
+            "return_url": self.return_url,
+            "saved_link": self.saved_link,
+            "first_activity_at": self.first_activity_at,
+            "last_activity_at": self.last_activity_at,
+            "bought_at": self.bought_at,
+            "order_ref": self.order_ref,
+            "versions": self.versions,
+        }
+
+    @classmethod
+    def from_row(cls, row: Any) -> CartState:
+        return cls(
+            status=CartStatus(row.status),
+            status_reason=row.status_reason,
+            source=row.source,
+            items=list(row.items or []),
+            currency=row.currency,
+            total_minor=row.total_minor,
+            email=row.email,
+            first_name=row.first_name,
+            locale=row.locale,
+            timezone=row.timezone,
+            accepts_marketing=row.accepts_marketing,
+            consent_source=row.consent_source,
+            return_url=row.return_url,
+            saved_link=bool(row.saved_link),
+            first_activity_at=row.first_activity_at,
+            last_activity_at=row.last_activity_at,
+            bought_at=row.bought_at,
+            order_ref=row.order_ref,
+            versions=dict(row.versions or {}),
+        )
+
+
+def _event_values(event: CartEvent) -> dict[str, dict[str, Any]]:
+    """The groups this event speaks for, with their new values."""
+    groups: dict[str, dict[str, Any]] = {}
+    if event.items is not None or event.total_minor is not None:
+        groups["basket"] = {
+            "items": [item.as_dict() for item in event.items] if event.items is not None else [],
+            "currency": event.currency,
+            "total_minor": event.total_minor,
+        }
+    for name in ("email", "first_name", "locale", "timezone", "return_url"):
+        value = getattr(event, name)
+        if value is not None:
+            groups[name] = {name: value}
+    if event.accepts_marketing is not None:
+        groups["consent"] = {
+            "accepts_marketing": event.accepts_marketing,
+            "consent_source": event.consent_source,
+        }
+    return groups
+
+
+def _event_status(event: CartEvent) -> tuple[CartStatus, str | None]:
+    if event.is_purchase:
+        if event.order is not None:
+            return CartStatus.BOUGHT, f"order {event.order.external_id} ({event.source})"
+        return CartStatus.BOUGHT, f"checkout completed ({event.source})"
+    if event.kind is EventKind.CART_DELETED:
+        return CartStatus.CLOSED, f"deleted at the source ({event.topic})"
+    return CartStatus.OPEN, None
+
+
+def new_state(event: CartEvent) -> CartState:
+    acted = event.shopper_acted_at
+    base = CartState(
+        status=CartStatus.OPEN, source=event.source, first_activity_at=acted, last_activity_at=acted
+    )
+    return fold(base, event)
+
+
+def fold(state: CartState, event: CartEvent) -> CartState:
+    """Apply one event. Pure; idempotent; commutative with any other event's fold."""
+    changes: dict[str, Any] = {}
+    versions = dict(state.versions)
+    for group, values in _event_values(event).items():
+        if event.version > versions.get(group, ""):
+            versions[group] = event.version
+            changes.update(values)
+    status, reason = _event_status(event)
+    changes.update(_climb(state, status, reason, event.version, versions))
+    if status is CartStatus.BOUGHT:
+        purchased_at = event.order.placed_at if event.order else event.occurred_at
+        ref = event.order.external_id if event.order else None
+        changes.update(_purchase(state, purchased_at, ref, event.version, versions))
+    acted = event.shopper_acted_at
+    if (acted, event.source) < (state.first_activity_at, state.source):
+        changes["source"] = event.source
+    changes["first_activity_at"] = min(state.first_activity_at, acted)
+    changes["last_activity_at"] = max(state.last_activity_at, acted)
+    changes["saved_link"] = state.saved_link or event.kind is EventKind.CART_SAVED
+    changes["versions"] = versions
+    return replace(state, **changes)
+
+
+def mark_bought(state: CartState, *, at: datetime, order_ref: str, version: str) -> CartState:
+    """A purchase matched by other means (the shopper's email within the window)."""
+    versions = dict(state.versions)
+    reason = f"order {order_ref} (same email)"
+    changes = _climb(state, CartStatus.BOUGHT, reason, version, versions)
+    changes.update(_purchase(state, at, order_ref, version, versions))
+    return replace(state, versions=versions, **changes)
+
+
+def _climb(
+    state: CartState,
+    status: CartStatus,
+    reason: str | None,
+    version: str,
+    versions: dict[str, str],
+) -> dict[str, Any]:
+    """Status only climbs; at equal rank the reason of the earliest event (by version) wins."""
+    rank, current = STATUS_RANK[status], STATUS_RANK[state.status]
+    if rank == 0:
+        return {}
+    if rank > current or (rank == current and version < versions.get("status", "~")):
+        versions["status"] = version
+        return {"status": status, "status_reason": reason}
+    return {}
+
+
+def _purchase(
+    state: CartState, at: datetime, ref: str | None, version: str, versions: dict[str, str]
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if state.bought_at is None or at < state.bought_at:
+        changes["bought_at"] = at
+    # The first order (by version) names the cart's order, whatever order they arrive in.
+    if ref is not None and ("order" not in versions or version < versions["order"]):
+        versions["order"] = version
+        changes["order_ref"] = ref
+    return changes
+
+
+def join(a: CartState, b: CartState) -> CartState:
+    """Merge two states of one cart by the same rules as ``fold``."""
+    changes: dict[str, Any] = {}
+    versions = dict(a.versions)
+    for group, fields in GROUPS.items():
+        if b.versions.get(group, "") > a.versions.get(group, ""):
+            versions[group] = b.versions[group]
+            changes.update({name: getattr(b, name) for name in fields})
+    rank_a, rank_b = STATUS_RANK[a.status], STATUS_RANK[b.status]
+    if rank_b > rank_a or (
+        rank_b == rank_a > 0 and b.versions.get("status", "~") < a.versions.get("status", "~")
+    ):
+        changes["status"], changes["status_reason"] = b.status, b.status_reason
+        if "status" in b.versions:
+            versions["status"] = b.versions["status"]
+    if b.bought_at is not None and (a.bought_at is None or b.bought_at < a.bought_at):
+        changes["bought_at"] = b.bought_at
+    if "order" in b.versions and (
+        "order" not in versions or b.versions["order"] < versions["order"]
+    ):
+        versions["order"] = b.versions["order"]
+        changes["order_ref"] = b.order_ref
+    if (b.first_activity_at, b.source) < (a.first_activity_at, a.source):
+        changes["source"] = b.source
+    changes["first_activity_at"] = min(a.first_activity_at, b.first_activity_at)
+    changes["last_activity_at"] = max(a.last_activity_at, b.last_activity_at)
+    changes["saved_link"] = a.saved_link or b.saved_link
+    changes["versions"] = versions
+    return replace(a, **changes)

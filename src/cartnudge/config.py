@@ -1,0 +1,52 @@
+"""Process settings, read from the environment (``CARTNUDGE_*``).
+
+Per-shop rules live in the database as documents; this file holds only what a process
+needs to start: where its data lives, which database, how it listens.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: larger webhook bodies are refused with 413
+
+
+class Settings(BaseSettings):
+    """Settings for one cartnudge process. Every field maps to ``CARTNUDGE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTNUDGE_", extra="ignore")
+
+    home: Path = Field(
+        default=Path("var"),
+        description="Data folder: the SQLite database and the file outbox live here.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; unset means SQLite at $CARTNUDGE_HOME/cartnudge.db. "
+        "Use postgresql+psycopg://user:pass@host/db for PostgreSQL.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base URL the outside world reaches this service at (webhook URLs, links).",
+    )
+    ingest_batch_max: int = Field(
+        default=256,
+        ge=1,
+        description="Most webhook events committed in one transaction by the ingest writer.",
+    )
+    db_pool_size: int = Field(default=5, ge=1, description="Connections per process (PostgreSQL).")
+    log_level: str = Field(default="INFO", description="Python logging level name.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'cartnudge.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")

@@ -1,0 +1,214 @@
+"""The tables. Every row belongs to a shop; every query names it.
+
+Statuses are ``StrEnum`` values stored as short strings, so both engines agree and a
+new status needs no enum migration.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from cartnudge.db.types import BigId, Json, UtcDateTime
+
+# One naming convention, so Alembic's generated names match on both engines.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class CartStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    SUPPRESSED = "suppressed"
+    WRITTEN_OFF = "written_off"
+    BOUGHT = "bought"
+
+
+class InboxStatus(StrEnum):
+    APPLIED = "applied"  # turned into a cart change (or recorded for a later stage)
+    DEAD = "dead"  # signed and kept, but could not be applied; see ``reason``
+
+
+class Shop(Base):
+    __tablename__ = "shops"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    shopify_domain: Mapped[str | None] = mapped_column(String(255), unique=True)
+    shopify_secret: Mapped[str | None] = mapped_column(String(255))
+    stripe_secret: Mapped[str | None] = mapped_column(String(255))
+    # Current secret first; a second one is accepted during a rotation.
+    storefront_secrets: Mapped[list[str]] = mapped_column(Json)
+    # Orders without a cart or checkout token match a cart of the same email this recent.
+    order_match_window_s: Mapped[int] = mapped_column(BigInteger, default=7 * 86400)
+    # Carts whose last activity is older than this are recorded but never reminded.
+    activated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class InboxEvent(Base):
+    """Every signed delivery we acknowledged, once per (shop, source, external id)."""
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "source", "external_id"),
+        Index("ix_inbox_events_dead", "shop_id", "status"),
+        Index("ix_inbox_events_cart", "cart_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    cart_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[str | None] = mapped_column(Text)  # raw body, kept for replay
+
+
+class Cart(Base):
+    """One row per cart: the single source of truth the waiter and sender read."""
+
+    __tablename__ = "carts"
+    __table_args__ = (
+        Index("ix_carts_shop_status", "shop_id", "status", "last_activity_at"),
+        Index("ix_carts_shop_email", "shop_id", "email_key"),
+        # The waiter's sweep reads only carts with a timer, so the index holds only those.
+        Index(
+            "ix_carts_due",
+            "next_wake_at",
+            sqlite_where=text("next_wake_at IS NOT NULL"),
+            postgresql_where=text("next_wake_at IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    total_minor: Mapped[int | None] = mapped_column(BigInteger)
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_key: Mapped[str | None] = mapped_column(String(320))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    accepts_marketing: Mapped[bool | None] = mapped_column(Boolean)
+    consent_source: Mapped[str | None] = mapped_column(String(64))
+    return_url: Mapped[str | None] = mapped_column(Text)
+    saved_link: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_activity_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_activity_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_wake_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    bought_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    order_ref: Mapped[str | None] = mapped_column(String(255))
+    # Per-field source versions ("<utc instant>|<source>|<event id>"): a field changes only
+    # when a newer event sets it, so late or repeated events never move a cart backwards.
+    versions: Mapped[dict[str, str]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CartKey(Base):
+    """Every identifier a source uses for a cart (cart token, checkout token, session id)."""
+
+    __tablename__ = "cart_keys"
+    __table_args__ = (Index("ix_cart_keys_cart", "cart_id"),)
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    cart_id: Mapped[int] = mapped_column(ForeignKey("carts.id", ondelete="CASCADE"))
+
+
+class Order(Base):
+    """A purchase, kept once per (shop, source, order id) whether or not a cart matched."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "source", "external_id"),
+        Index("ix_orders_shop_email", "shop_id", "email_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(255))
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    email_key: Mapped[str | None] = mapped_column(String(320))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    total_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # True when the order named a cart or checkout; false ones match carts by email.
+    has_cart_keys: Mapped[bool] = mapped_column(Boolean)
+    cart_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AuditEntry(Base):
+    """Who or what changed a cart's state, when, why, and what it was before and after."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_cart", "cart_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    cart_id: Mapped[int | None] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    before: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    after: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+
+class PrivacyRequest(Base):
+    """A compliance request (Shopify's three topics) recorded for the privacy stage to act on."""
+
+    __tablename__ = "privacy_requests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    inbox_event_id: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model, for the hot paths that use Core statements."""
+    return cast(Table, model.__table__)

@@ -1,0 +1,1 @@
+"""Intake: verify, dedupe and apply every cart event from every source."""

@@ -1,0 +1,117 @@
+"""The one canonical event every lane produces, and the errors that keep it from existing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    CART_UPDATED = "cart_updated"  # items or contact changed; the shopper is active
+    CHECKOUT_STARTED = "checkout_started"
+    CART_SAVED = "cart_saved"  # the shopper asked to save the cart for later
+    CART_DELETED = "cart_deleted"  # the platform removed the checkout
+    CHECKOUT_COMPLETED = "checkout_completed"  # bought, but the order arrives separately
+    ORDER_PLACED = "order_placed"
+
+
+class KeyKind(StrEnum):
+    SHOPIFY_CART = "shopify_cart"
+    SHOPIFY_CHECKOUT = "shopify_checkout"
+    SHOPIFY_CHECKOUT_ID = "shopify_checkout_id"
+    STRIPE_SESSION = "stripe_session"
+    STOREFRONT_CART = "storefront_cart"
+    IMPORT_CART = "import_cart"
+
+
+class Unapplicable(ValueError):
+    """A signed delivery that cannot become a ``CartEvent``; it is kept as a dead letter."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    title: str
+    quantity: int
+    unit_price_minor: int | None = None
+    sku: str | None = None
+    variant: str | None = None
+    image_url: str | None = None
+    url: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "title": self.title,
+            "quantity": self.quantity,
+            "unit_price_minor": self.unit_price_minor,
+            "sku": self.sku,
+            "variant": self.variant,
+            "image_url": self.image_url,
+            "url": self.url,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OrderInfo:
+    external_id: str
+    placed_at: datetime
+    total_minor: int | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CartEvent:
+    """What happened to one cart, in the same words whatever the source.
+
+    ``None`` means "this event does not say"; it never erases what an earlier event said.
+    """
+
+    source: str
+    external_id: str  # the source's event or delivery id: the dedupe key
+    topic: str
+    kind: EventKind
+    occurred_at: datetime  # source time: decides which of two events is newer
+    keys: tuple[tuple[KeyKind, str], ...]
+    activity_at: datetime | None = None  # when the shopper last acted, if not occurred_at
+    items: tuple[Item, ...] | None = None
+    currency: str | None = None
+    total_minor: int | None = None
+    email: str | None = None
+    first_name: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    accepts_marketing: bool | None = None
+    consent_source: str | None = None
+    return_url: str | None = None
+    order: OrderInfo | None = None
+
+    @property
+    def shopper_acted_at(self) -> datetime:
+        return self.activity_at or self.occurred_at
+
+    @property
+    def is_purchase(self) -> bool:
+        return self.kind in (EventKind.ORDER_PLACED, EventKind.CHECKOUT_COMPLETED)
+
+    @property
+    def version(self) -> str:
+        """Total order over events: source time, then source and id to break ties."""
+        return version_of(self.occurred_at, self.source, self.external_id)
+
+
+def version_of(at: datetime, source: str, ident: str) -> str:
+    """Sortable text: a fixed-width UTC instant first, so text order is time order."""
+    return f"{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}|{source}|{ident}"
+
+
+def order_version(placed_at: datetime, source: str, order_id: str) -> str:
+    """The version of a purchase matched by email: the same whichever side arrives first."""
+    return version_of(placed_at, source, f"order:{order_id}")
+
+
+def email_key(email: str | None) -> str | None:
+    """The form an email is matched on: trimmed, lower case; ``None`` if not an address."""
+    if not email:
+        return None
+    key = email.strip().lower()
+    return key if "@" in key else None

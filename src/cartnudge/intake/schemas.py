@@ -1,0 +1,69 @@
+"""Payloads we define ourselves: the storefront event (published as JSON Schema in docs/)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from cartnudge.clock import ensure_utc
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Decimal = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^-?\d+(\.\d+)?$", max_length=32),
+    Field(description='A decimal amount in major units, as a string: "19.99".'),
+]
+
+
+def _aware(value: datetime) -> datetime:
+    return ensure_utc(value)
+
+
+class StorefrontEventType(StrEnum):
+    CART_UPDATED = "cart_updated"
+    CHECKOUT_STARTED = "checkout_started"
+    ORDER_PLACED = "order_placed"
+    CART_SAVED = "cart_saved"
+
+
+class StorefrontItem(BaseModel):
+    model_config = ConfigDict(extra="ignore", title="StorefrontItem")
+
+    sku: Text | None = None
+    title: Text
+    quantity: int = Field(ge=0, le=100_000)
+    unit_price: Decimal | None = None
+    image_url: Text | None = None
+    url: Text | None = None
+
+
+class StorefrontEvent(BaseModel):
+    """One event from any storefront, signed with Standard Webhooks."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        title="cartnudge storefront event",
+        json_schema_extra={
+            "$id": "https://cartnudge.dev/schemas/storefront-event.json",
+        },
+    )
+
+    event_id: Text = Field(description="Your id for this event; unique per shop.")
+    type: StorefrontEventType
+    cart_id: Text = Field(description="Your id for the cart; every event of one cart shares it.")
+    occurred_at: Annotated[datetime, AfterValidator(_aware)] = Field(
+        description="RFC 3339 time with an offset, when the shopper acted."
+    )
+    email: Text | None = None
+    first_name: Text | None = None
+    locale: Text | None = Field(default=None, description="BCP 47 language tag, e.g. en-GB.")
+    timezone: Text | None = Field(default=None, description="IANA time zone, e.g. Europe/Paris.")
+    currency: Text | None = Field(default=None, description="ISO 4217 code; the shop's if absent.")
+    total: Decimal | None = None
+    items: list[StorefrontItem] | None = Field(default=None, max_length=500)
+    return_url: Text | None = Field(default=None, description="Where the shopper resumes the cart.")
+    accepts_marketing: bool | None = None
+    order_id: Text | None = Field(default=None, description="Required when type is order_placed.")

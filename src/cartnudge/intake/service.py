@@ -1,0 +1,189 @@
+"""Intake use cases: record a verified delivery once and apply it, in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from cartnudge.carts.repository import CartRepository
+from cartnudge.carts.service import apply_event
+from cartnudge.db.models import InboxEvent, InboxStatus, PrivacyRequest, table_of
+from cartnudge.db.portable import insert_ignore
+from cartnudge.intake.events import CartEvent, Unapplicable
+from cartnudge.intake.shopify import ComplianceRequest
+from cartnudge.shops.repository import ShopRecord
+
+inbox = table_of(InboxEvent)
+privacy = table_of(PrivacyRequest)
+
+Parsed = CartEvent | ComplianceRequest | Unapplicable
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A verified delivery, parsed (or not) and ready to be recorded."""
+
+    shop: ShopRecord
+    source: str
+    external_id: str
+    topic: str
+    body: str
+    parsed: Parsed
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str  # "applied", "duplicate" or "dead"
+    inbox_id: int | None
+    cart_id: int | None = None
+    reason: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.status != "duplicate"
+
+
+def ingest(conn: Connection, delivery: Delivery, now: datetime) -> Outcome:
+    """Record ``delivery`` in the inbox (once) and apply it. The caller commits."""
+    parsed = delivery.parsed
+    dead = isinstance(parsed, Unapplicable)
+    inbox_id = insert_ignore(
+        conn,
+        inbox,
+        {
+            "shop_id": delivery.shop.id,
+            "source": delivery.source,
+            "external_id": delivery.external_id,
+            "topic": delivery.topic[:64],
+            "status": InboxStatus.DEAD if dead else InboxStatus.APPLIED,
+            "reason": str(parsed) if dead else None,
+            "occurred_at": parsed.occurred_at if isinstance(parsed, CartEvent) else None,
+            "received_at": delivery.received_at,
+            "payload": delivery.body,
+        },
+        conflict=("shop_id", "source", "external_id"),
+    )
+    if inbox_id is None:
+        return _earlier_outcome(conn, delivery)
+    if isinstance(parsed, Unapplicable):
+        return Outcome("dead", inbox_id, reason=str(parsed))
+    return _apply(conn, delivery.shop, inbox_id, parsed, now)
+
+
+def _apply(
+    conn: Connection,
+    shop: ShopRecord,
+    inbox_id: int,
+    parsed: CartEvent | ComplianceRequest,
+    now: datetime,
+) -> Outcome:
+    if isinstance(parsed, ComplianceRequest):
+        conn.execute(
+            insert(privacy).values(
+                shop_id=shop.id,
+                kind=parsed.topic,
+                inbox_event_id=inbox_id,
+                state="pending",
+                received_at=now,
+            )
+        )
+        return Outcome("applied", inbox_id)
+    applied = apply_event(CartRepository(conn), shop, parsed, now)
+    if applied.cart_id is not None:
+        conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(cart_id=applied.cart_id))
+    return Outcome("applied", inbox_id, cart_id=applied.cart_id)
+
+
+def _earlier_outcome(conn: Connection, delivery: Delivery) -> Outcome:
+    """A replay: answer as the first delivery was answered, and change nothing."""
+    row = conn.execute(
+        select(inbox.c.id, inbox.c.status, inbox.c.reason, inbox.c.cart_id).where(
+            inbox.c.shop_id == delivery.shop.id,
+            inbox.c.source == delivery.source,
+            inbox.c.external_id == delivery.external_id,
+        )
+    ).one()
+    return Outcome(
+        "duplicate",
+        row.id,
+        cart_id=row.cart_id,
+        reason=row.reason if row.status == InboxStatus.DEAD else None,
+    )
+
+
+def record_failure(conn: Connection, delivery: Delivery, reason: str) -> Outcome:
+    """Keep a delivery whose apply step crashed as a dead letter, so it can be replayed."""
+    failed = Delivery(
+        shop=delivery.shop,
+        source=delivery.source,
+        external_id=delivery.external_id,
+        topic=delivery.topic,
+        body=delivery.body,
+        parsed=Unapplicable(f"could not apply: {reason}"),
+        received_at=delivery.received_at,
+    )
+    return ingest(conn, failed, delivery.received_at)
+
+
+def dead_letter_info(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "shop_id": row.shop_id,
+        "source": row.source,
+        "external_id": row.external_id,
+        "topic": row.topic,
+        "reason": row.reason,
+        "received_at": row.received_at.isoformat(),
+    }
+
+
+class ReplayError(ValueError):
+    """``events replay`` was asked for something it cannot do."""
+
+
+def dead_letters(conn: Connection, shop_id: int | None = None) -> list[dict[str, Any]]:
+    stmt = select(inbox).where(inbox.c.status == InboxStatus.DEAD)
+    if shop_id is not None:
+        stmt = stmt.where(inbox.c.shop_id == shop_id)
+    return [dead_letter_info(row) for row in conn.execute(stmt.order_by(inbox.c.id))]
+
+
+def replay(conn: Connection, inbox_id: int, now: datetime) -> Outcome:
+    """Parse a dead letter's kept body again and apply it. The caller commits."""
+    import orjson
+
+    from cartnudge.intake.lanes import parse_payload
+    from cartnudge.shops.repository import ShopRepository
+
+    row = conn.execute(select(inbox).where(inbox.c.id == inbox_id).with_for_update()).first()
+    if row is None:
+        raise ReplayError(f"no event {inbox_id}")
+    if row.status != InboxStatus.DEAD:
+        raise ReplayError(f"event {inbox_id} is {row.status}, not a dead letter")
+    shop = ShopRepository(conn).by_id(row.shop_id)
+    assert shop is not None
+    try:
+        payload = orjson.loads(row.payload or "")
+    except orjson.JSONDecodeError:
+        parsed: Parsed = Unapplicable("kept body is not JSON")
+    else:
+        parsed = parse_payload(
+            row.source, row.topic, row.external_id, payload, shop, row.received_at
+        )
+    if isinstance(parsed, Unapplicable):
+        conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(reason=str(parsed)))
+        return Outcome("dead", inbox_id, reason=str(parsed))
+    conn.execute(
+        update(inbox)
+        .where(inbox.c.id == inbox_id)
+        .values(
+            status=InboxStatus.APPLIED,
+            reason=None,
+            occurred_at=parsed.occurred_at if isinstance(parsed, CartEvent) else None,
+        )
+    )
+    return _apply(conn, shop, inbox_id, parsed, now)

@@ -1,0 +1,1 @@
+"""Measurement: counters now; attribution, holdout statistics and reports later."""

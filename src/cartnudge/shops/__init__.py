@@ -1,0 +1,1 @@
+"""Shops: who owns every row, with their webhook secrets and settings."""

@@ -1,0 +1,79 @@
+"""Every SQL statement about shops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from cartnudge.db.models import Shop, table_of
+
+shops = table_of(Shop)
+
+
+@dataclass(frozen=True, slots=True)
+class ShopRecord:
+    """A shop as the rest of the code sees it: plain data, never an ORM row."""
+
+    id: int
+    slug: str
+    name: str
+    timezone: str
+    currency: str
+    shopify_domain: str | None
+    shopify_secret: str | None
+    stripe_secret: str | None
+    storefront_secrets: tuple[str, ...]
+    order_match_window_s: int
+    activated_at: datetime
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> ShopRecord:
+        return cls(
+            id=row.id,
+            slug=row.slug,
+            name=row.name,
+            timezone=row.timezone,
+            currency=row.currency,
+            shopify_domain=row.shopify_domain,
+            shopify_secret=row.shopify_secret,
+            stripe_secret=row.stripe_secret,
+            storefront_secrets=tuple(row.storefront_secrets or ()),
+            order_match_window_s=row.order_match_window_s,
+            activated_at=row.activated_at,
+            created_at=row.created_at,
+        )
+
+
+class ShopRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def by_slug(self, slug: str) -> ShopRecord | None:
+        row = self.conn.execute(select(shops).where(shops.c.slug == slug)).first()
+        return ShopRecord.from_row(row) if row else None
+
+    def by_shopify_domain(self, domain: str) -> ShopRecord | None:
+        stmt = select(shops).where(shops.c.shopify_domain == domain.strip().lower())
+        row = self.conn.execute(stmt).first()
+        return ShopRecord.from_row(row) if row else None
+
+    def by_id(self, shop_id: int) -> ShopRecord | None:
+        row = self.conn.execute(select(shops).where(shops.c.id == shop_id)).first()
+        return ShopRecord.from_row(row) if row else None
+
+    def all(self) -> list[ShopRecord]:
+        return [
+            ShopRecord.from_row(r) for r in self.conn.execute(select(shops).order_by(shops.c.id))
+        ]
+
+    def insert(self, values: dict[str, Any]) -> ShopRecord:
+        shop_id = self.conn.execute(
+            insert(shops).values(**values).returning(shops.c.id)
+        ).scalar_one()
+        record = self.by_id(int(shop_id))
+        assert record is not None
+        return record

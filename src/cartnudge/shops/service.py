@@ -1,0 +1,118 @@
+"""Shop use cases: add a shop (with generated secrets) and describe it for its owner."""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection
+
+from cartnudge.money import MoneyError, normalize_currency
+from cartnudge.shops.repository import ShopRecord, ShopRepository
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SHOPIFY_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
+
+
+class ShopError(ValueError):
+    """A shop setting that cannot be accepted; the message says which and why."""
+
+
+def new_standard_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` and 24 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def add_shop(
+    conn: Connection,
+    *,
+    slug: str,
+    name: str,
+    timezone: str,
+    currency: str,
+    now: datetime,
+    shopify_domain: str | None = None,
+    shopify_secret: str | None = None,
+    stripe_secret: str | None = None,
+    activated_at: datetime | None = None,
+) -> ShopRecord:
+    repo = ShopRepository(conn)
+    if not SLUG.match(slug):
+        raise ShopError(f"slug {slug!r}: use 1-63 lower-case letters, digits and dashes")
+    if repo.by_slug(slug):
+        raise ShopError(f"slug {slug!r} is taken")
+    if not name.strip():
+        raise ShopError("name must not be empty")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ShopError(f"timezone {timezone!r} is not an IANA time zone") from exc
+    try:
+        code = normalize_currency(currency)
+    except MoneyError as exc:
+        raise ShopError(str(exc)) from exc
+    domain = shopify_domain.strip().lower() if shopify_domain else None
+    if domain is not None:
+        if not SHOPIFY_DOMAIN.match(domain):
+            raise ShopError(f"shopify domain {shopify_domain!r}: expected name.myshopify.com")
+        if not shopify_secret:
+            raise ShopError("--shopify-secret is required with --shopify-domain")
+        if repo.by_shopify_domain(domain):
+            raise ShopError(f"shopify domain {domain} belongs to another shop")
+    elif shopify_secret:
+        raise ShopError("--shopify-domain is required with --shopify-secret")
+    if stripe_secret is not None and not stripe_secret.startswith("whsec_"):
+        raise ShopError("stripe secret must be the endpoint's signing secret (whsec_…)")
+    return repo.insert(
+        {
+            "slug": slug,
+            "name": name.strip(),
+            "timezone": timezone,
+            "currency": code,
+            "shopify_domain": domain,
+            "shopify_secret": shopify_secret,
+            "stripe_secret": stripe_secret,
+            "storefront_secrets": [new_standard_secret()],
+            "order_match_window_s": 7 * 86400,
+            "activated_at": activated_at or now,
+            "created_at": now,
+        }
+    )
+
+
+def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) -> dict[str, Any]:
+    """The shop as its owner needs it: where to point each source, and with which secret."""
+    base = public_url.rstrip("/")
+
+    def secret(value: str | None) -> str | None:
+        if value is None or show_secrets:
+            return value
+        return value[:10] + "…"
+
+    return {
+        "id": shop.id,
+        "slug": shop.slug,
+        "name": shop.name,
+        "timezone": shop.timezone,
+        "currency": shop.currency,
+        "activated_at": shop.activated_at.isoformat(),
+        "webhooks": {
+            "shopify": {
+                "url": f"{base}/webhooks/shopify",
+                "shop_domain": shop.shopify_domain,
+                "secret": secret(shop.shopify_secret),
+            },
+            "stripe": {
+                "url": f"{base}/webhooks/stripe/{shop.slug}",
+                "secret": secret(shop.stripe_secret),
+            },
+            "storefront": {
+                "url": f"{base}/webhooks/storefront/{shop.slug}",
+                "secret": secret(shop.storefront_secrets[0] if shop.storefront_secrets else None),
+            },
+        },
+    }

@@ -1,0 +1,1 @@
+"""Timing: when a cart is due for its next look."""
