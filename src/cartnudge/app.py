@@ -6,15 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
+from starlette.responses import Response
 
 from cartnudge import __version__
 from cartnudge.clock import Clock, system_clock
 from cartnudge.config import Settings
 from cartnudge.db.engine import make_engine
 from cartnudge.db.session import reading
+from cartnudge.http import json_response
 from cartnudge.intake.endpoints import IntakeContext
 from cartnudge.intake.endpoints import router as intake_router
 from cartnudge.intake.writer import IngestWriter
@@ -39,7 +41,6 @@ def create_app(
         title="cartnudge",
         version=__version__,
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -47,13 +48,13 @@ def create_app(
     app.include_router(intake_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
-    def healthz() -> ORJSONResponse:
+    def healthz() -> Response:
         try:
             with reading(engine) as conn:
                 conn.execute(text("SELECT 1"))
         except Exception:
-            return ORJSONResponse({"status": "unavailable"}, status_code=503)
-        return ORJSONResponse({"status": "ok"})
+            return json_response({"status": "unavailable"}, status_code=503)
+        return json_response({"status": "ok"})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus counters")
     def metrics() -> PlainTextResponse:

@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import ORJSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from cartnudge.clock import Clock, parse_instant
 from cartnudge.config import MAX_BODY_BYTES
+from cartnudge.http import json_response
 from cartnudge.intake import stripe_checkout
 from cartnudge.intake.events import Unapplicable
 from cartnudge.intake.lanes import parse_payload
@@ -107,18 +108,18 @@ async def deliver(context: IntakeContext, delivery: Delivery) -> Outcome:
         raise Refused(503, "unavailable", "storage unavailable; retry later") from exc
 
 
-def answer(lane: str, outcome: Outcome, *, dead_status: int = 200) -> ORJSONResponse:
+def answer(lane: str, outcome: Outcome, *, dead_status: int = 200) -> Response:
     WEBHOOKS_ACCEPTED.labels(lane, outcome.status).inc()
     status = dead_status if outcome.reason is not None else 200
     body: dict[str, Any] = {"status": outcome.status, "cart_id": outcome.cart_id}
     if outcome.reason is not None:
         body["reason"] = outcome.reason
-    return ORJSONResponse(body, status_code=status)
+    return json_response(body, status_code=status)
 
 
-def refusal(lane: str, refused: Refused) -> ORJSONResponse:
+def refusal(lane: str, refused: Refused) -> Response:
     WEBHOOKS_REJECTED.labels(lane, refused.reason).inc()
-    return ORJSONResponse({"error": refused.message}, status_code=refused.status)
+    return json_response({"error": refused.message}, status_code=refused.status)
 
 
 @router.post("/shopify", summary="Shopify webhooks (checkouts, carts, orders, compliance)")
@@ -131,7 +132,7 @@ async def shopify_webhook(
     x_shopify_webhook_id: Annotated[str | None, Header()] = None,
     x_shopify_event_id: Annotated[str | None, Header()] = None,
     x_shopify_triggered_at: Annotated[str | None, Header()] = None,
-) -> ORJSONResponse:
+) -> Response:
     try:
         body = await read_body(request)
         shop = await find_shop(context, "shopify", x_shopify_shop_domain or "")
@@ -170,7 +171,7 @@ async def stripe_webhook(
     request: Request,
     context: Context,
     stripe_signature: Annotated[str | None, Header()] = None,
-) -> ORJSONResponse:
+) -> Response:
     try:
         body = await read_body(request)
         shop = await find_shop(context, "slug", shop_slug)
@@ -213,7 +214,7 @@ async def storefront_webhook(
     webhook_id: Annotated[str | None, Header()] = None,
     webhook_timestamp: Annotated[str | None, Header()] = None,
     webhook_signature: Annotated[str | None, Header()] = None,
-) -> ORJSONResponse:
+) -> Response:
     try:
         body = await read_body(request)
         shop = await find_shop(context, "slug", shop_slug)

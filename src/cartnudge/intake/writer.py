@@ -34,10 +34,20 @@ class StorageUnavailable(Exception):
     """The database cannot be reached; the sender should retry (HTTP 503)."""
 
 
+# SQLite reports both outages and our own mistakes as OperationalError; only these mean
+# "try again later". A missing column is a bug: the delivery becomes a dead letter.
+_SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "readonly", "full")
+
+
 def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, OperationalError)
+    if not isinstance(exc, OperationalError):
+        return False
+    if "sqlite" in type(exc.orig).__module__:
+        message = str(exc.orig).lower()
+        return any(word in message for word in _SQLITE_TRANSIENT)
+    return True
 
 
 class IngestWriter:

@@ -49,6 +49,7 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="cartnudge-pg-"))
         self.datadir = self.root / "data"
         self._as_user: list[str] = []
+        self._options: list[str] = []
         if os.geteuid() == 0:
             self._as_user = ["runuser", "-u", "postgres", "--"]
             pw = pwd.getpwnam("postgres")
@@ -83,6 +84,7 @@ class PostgresServer:
         ]
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._options = options
         self.ctl("start", "-w", "-t", str(START_TIMEOUT_S), "-o", " ".join(options))
         self._run(
             str(self.bindir / "createdb"),
@@ -105,6 +107,13 @@ class PostgresServer:
             str(self.root / "server.log"),
             *args,
         )
+
+    def pause(self) -> None:
+        """Stop the server but keep its data (to test an outage)."""
+        self.ctl("stop", "-m", "fast", "-w")
+
+    def resume(self) -> None:
+        self.ctl("start", "-w", "-t", str(START_TIMEOUT_S), "-o", " ".join(self._options))
 
     def stop(self) -> None:
         if self.datadir.exists():

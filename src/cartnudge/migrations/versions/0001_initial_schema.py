@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 09:03:16.670239
+Create Date: 2026-11-23
 """
 
 from collections.abc import Sequence
@@ -168,6 +168,7 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=True),
         sa.Column("total_minor", sa.BigInteger(), nullable=True),
         sa.Column("has_cart_keys", sa.Boolean(), nullable=False),
+        sa.Column("cart_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", cartnudge.db.types.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["shop_id"], ["shops.id"], name=op.f("fk_orders_shop_id_shops"), ondelete="CASCADE"

@@ -1,0 +1,125 @@
+"""Shared fixtures: a real, migrated database on both engines, a frozen clock, shops,
+and the app behind a test client. PostgreSQL is a private server started from the
+machine's binaries for this test session."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from cartnudge.app import create_app
+from cartnudge.clock import FrozenClock
+from cartnudge.config import Settings
+from cartnudge.db.engine import make_engine
+from cartnudge.db.migrate import upgrade
+from cartnudge.db.models import Base
+from cartnudge.db.session import writing
+from cartnudge.shops.repository import ShopRecord
+from cartnudge.shops.service import add_shop
+from cartnudge.testing.postgres import PostgresServer
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("CARTNUDGE_SHARED", REPO.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+T0 = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
+SHOPIFY_SECRET = "test-shopify-secret"
+STRIPE_SECRET = "whsec_test_stripe_secret"
+
+
+def load_fixture(relative: str) -> Any:
+    return json.loads((FIXTURES / relative).read_text())
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgresql_engine(postgres_server: PostgresServer) -> Iterator[Engine]:
+    engine = make_engine(postgres_server.url, pool_size=10)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def wipe(engine: Engine) -> None:
+    """Empty every table; the schema (migrated once per session) stays."""
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with writing(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A migrated, empty database; every test using it runs on both engines."""
+    engine: Engine = request.getfixturevalue(f"{request.param}_engine")
+    wipe(engine)
+    yield engine
+    wipe(engine)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+ShopFactory = Callable[..., ShopRecord]
+
+
+@pytest.fixture
+def make_shop(engine: Engine, clock: FrozenClock) -> ShopFactory:
+    counter = iter(range(1, 10_000))
+
+    def factory(**overrides: Any) -> ShopRecord:
+        n = next(counter)
+        values: dict[str, Any] = {
+            "slug": f"shop{n}",
+            "name": f"Shop {n}",
+            "timezone": "America/New_York",
+            "currency": "USD",
+            "shopify_domain": f"shop{n}.myshopify.com",
+            "shopify_secret": SHOPIFY_SECRET,
+            "stripe_secret": STRIPE_SECRET,
+            # Switched on long ago, so fixture carts (some from 2012) are remindable.
+            "activated_at": datetime(2000, 1, 1, tzinfo=UTC),
+        }
+        values.update(overrides)
+        with writing(engine) as conn:
+            return add_shop(conn, now=clock(), **values)
+
+    return factory
+
+
+@pytest.fixture
+def shop(make_shop: ShopFactory) -> ShopRecord:
+    return make_shop()
+
+
+@pytest.fixture
+def client(engine: Engine, clock: FrozenClock) -> Iterator[TestClient]:
+    settings = Settings(home=Path("/nonexistent"), public_url="http://testserver")
+    app = create_app(settings, engine=engine, clock=clock)
+    with TestClient(app) as test_client:
+        yield test_client

@@ -1,0 +1,80 @@
+"""Posting signed deliveries through the real app, and reading back what was stored."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi.testclient import TestClient
+from httpx2 import Response
+from sqlalchemy import Engine, func, select
+
+from cartnudge.clock import system_clock
+from cartnudge.db.models import AuditEntry, Cart, CartKey, InboxEvent, Order, table_of
+from cartnudge.db.session import reading
+from cartnudge.intake.examples import (
+    ExampleRequest,
+    signed_shopify,
+    signed_storefront,
+    signed_stripe,
+)
+from cartnudge.shops.repository import ShopRecord
+
+
+def post(client: TestClient, request: ExampleRequest) -> Response:
+    return client.post(request.path, content=request.body, headers=request.headers)
+
+
+def post_shopify(
+    client: TestClient, shop: ShopRecord, topic: str, payload: dict[str, Any], webhook_id: str
+) -> Response:
+    return post(client, signed_shopify(shop, topic, payload, webhook_id=webhook_id))
+
+
+def post_stripe(client: TestClient, shop: ShopRecord, event: dict[str, Any]) -> Response:
+    return post(client, signed_stripe(shop, event, system_clock()))
+
+
+def post_storefront(client: TestClient, shop: ShopRecord, event: dict[str, Any]) -> Response:
+    return post(client, signed_storefront(shop, event, system_clock()))
+
+
+def now_ts() -> int:
+    return int(time.time())
+
+
+def count(engine: Engine, model: Any) -> int:
+    table = table_of(model)
+    with reading(engine) as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def stored_counts(engine: Engine) -> dict[str, int]:
+    return {
+        model.__tablename__: count(engine, model)
+        for model in (InboxEvent, Cart, CartKey, Order, AuditEntry)
+    }
+
+
+def carts(engine: Engine, shop_id: int) -> list[Any]:
+    table = table_of(Cart)
+    with reading(engine) as conn:
+        stmt = select(table).where(table.c.shop_id == shop_id).order_by(table.c.id)
+        return list(conn.execute(stmt))
+
+
+def cart_state(engine: Engine, shop_id: int) -> list[dict[str, Any]]:
+    """Every cart's content, without surrogate ids or our own timestamps, keyed by its
+    source keys: what must be identical whatever order events arrived in."""
+    key_table = table_of(CartKey)
+    skip = {"id", "shop_id", "created_at", "updated_at"}
+    out = []
+    with reading(engine) as conn:
+        for row in carts(engine, shop_id):
+            keys = sorted(
+                (k.kind, k.value)
+                for k in conn.execute(select(key_table).where(key_table.c.cart_id == row.id))
+            )
+            content = {k: v for k, v in row._mapping.items() if k not in skip}
+            out.append({"keys": keys, **content})
+    return sorted(out, key=lambda c: c["keys"])
