@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
+# Some machines set PYTHONDONTWRITEBYTECODE; without cached bytecode every command
+# recompiles its imports (seconds per CLI call), so this project's commands write it.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: run test install lint format types unit bench lock clean
 
 $(BIN)/uv:
@@ -14,7 +18,7 @@ $(BIN)/uv:
 
 # The lock file pins every package; the project itself is installed editable on top of it.
 $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/uv
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 

@@ -48,18 +48,20 @@ def apply_event(repo: CartRepository, shop: ShopRecord, event: CartEvent, now: d
 
     cart_ids = repo.ids_for_keys(shop.id, event.keys)
     rows = repo.load(shop.id, cart_ids) if cart_ids else []
-    created = not rows
-    if created:
-        before = None
-        state = new_state(event)
-        cart_id = repo.insert(shop.id, {**state.as_row(), "next_wake_at": None}, now)
+    before = CartState.from_row(rows[0]) if rows else None
+    merged = before
+    for row in rows[1:]:
+        assert merged is not None
+        merged = join(merged, CartState.from_row(row))
+    state = fold(merged, event) if merged is not None else new_state(event)
+    state, matched_orders = _keyless_orders(repo, shop, state)
+    row_values = {**state.as_row(), "next_wake_at": _wake(state, shop)}
+
+    if before is None:
+        cart_id = repo.insert(shop.id, row_values, now)
+        repo.audit(shop.id, cart_id, at=now, actor=actor, action="created", after=_summary(state))
     else:
         cart_id = rows[0].id
-        states = [CartState.from_row(row) for row in rows]
-        before = states[0]
-        merged = states[0]
-        for other in states[1:]:
-            merged = join(merged, other)
         if len(rows) > 1:
             repo.absorb(shop.id, cart_id, [row.id for row in rows[1:]])
             repo.audit(
@@ -69,26 +71,16 @@ def apply_event(repo: CartRepository, shop: ShopRecord, event: CartEvent, now: d
                 actor=actor,
                 action="merged",
                 reason=f"{event.topic} named carts {[row.id for row in rows]} as one",
-                after=_summary(merged),
+                before=_summary(before),
             )
-        state = fold(merged, event)
+        repo.update(cart_id, row_values, now)
+    if state.status is not (before.status if before else CartStatus.OPEN):
+        _audit_status(repo, shop, cart_id, before, state, actor, now)
     repo.link_keys(shop.id, cart_id, event.keys)
-    if order_pk is not None:
-        repo.set_order_cart(order_pk, cart_id)
-    state = _apply_keyless_orders(repo, shop, cart_id, state)
-
-    wake = _wake(state, shop)
-    if created:
-        repo.update(cart_id, {"next_wake_at": wake}, now)
-        repo.audit(shop.id, cart_id, at=now, actor=actor, action="created", after=_summary(state))
-        if state.status is not CartStatus.OPEN:
-            _audit_status(repo, shop, cart_id, None, state, actor, now)
-    else:
-        assert before is not None
-        repo.update(cart_id, {**state.as_row(), "next_wake_at": wake}, now)
-        if state.status is not before.status:
-            _audit_status(repo, shop, cart_id, before, state, actor, now)
-    return Applied(cart_id=cart_id, created=created)
+    for pk in [order_pk, *matched_orders]:
+        if pk is not None:
+            repo.set_order_cart(pk, cart_id)
+    return Applied(cart_id=cart_id, created=before is None)
 
 
 def _audit_status(
@@ -161,17 +153,19 @@ def _match_order_by_email(
     return Applied(cart_id=ids[0] if ids else None)
 
 
-def _apply_keyless_orders(
-    repo: CartRepository, shop: ShopRecord, cart_id: int, state: CartState
-) -> CartState:
-    """Orders that arrived before this cart (or its email) did and match it by email."""
+def _keyless_orders(
+    repo: CartRepository, shop: ShopRecord, state: CartState
+) -> tuple[CartState, list[int]]:
+    """Orders that named no cart, arrived before this cart (or its email) did, and match
+    it by email: the cart is bought. Returns the new state and those orders' ids."""
     key = state.email_key
     if key is None or state.status is CartStatus.BOUGHT:
-        return state
+        return state, []
+    matched = []
     for order in repo.keyless_orders_for(
         shop.id, key, state.first_activity_at, state.last_activity_at, shop.order_match_window_s
     ):
         version = order_version(order.placed_at, order.source, order.external_id)
         state = mark_bought(state, at=order.placed_at, order_ref=order.external_id, version=version)
-        repo.set_order_cart(order.id, cart_id)
-    return state
+        matched.append(order.id)
+    return state, matched

@@ -69,9 +69,11 @@ def storefront_event(
     }
 
 
-def signed_storefront(shop: ShopRecord, event: dict[str, object], now: datetime) -> ExampleRequest:
+def signed_storefront(
+    shop: ShopRecord, event: dict[str, object], now: datetime, *, msg_id: str | None = None
+) -> ExampleRequest:
     body = orjson.dumps(event)
-    msg_id = f"msg_{secrets.token_hex(10)}"
+    msg_id = msg_id or f"msg_{secrets.token_hex(10)}"
     headers = sign_standard(body, msg_id, shop.storefront_secrets[0], int(now.timestamp()))
     headers["content-type"] = "application/json"
     return ExampleRequest(f"/webhooks/storefront/{shop.slug}", headers, body)

@@ -1,0 +1,89 @@
+"""A newcomer's first minutes, as the README tells them: serve, send an example, see it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cartnudge.testing.postgres import free_port
+
+CARTNUDGE = str(Path(sys.executable).parent / "cartnudge")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTNUDGE_")}
+    env["CARTNUDGE_HOME"] = str(tmp_path / "var")
+    process = subprocess.Popen(
+        [CARTNUDGE, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(f"server did not start: {process.communicate()[0]}")
+    env["CARTNUDGE_PUBLIC_URL"] = base
+    yield env, base
+    process.terminate()
+    output, _ = process.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "Traceback" not in output
+    assert "created the demo shop" in output
+    assert f"{base}/webhooks/storefront/demo" in output
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CARTNUDGE, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_serve_creates_demo_shop_and_each_example_lands_as_a_cart(
+    server: tuple[dict[str, str], str],
+) -> None:
+    env, _ = server
+    for lane in ("storefront", "shopify", "stripe"):
+        sent = cli(env, "events", "send-example", "--shop", "demo", "--lane", lane)
+        assert sent.returncode == 0, sent.stderr
+        assert "-> 200" in sent.stdout
+
+    listed = cli(env, "carts", "list", "--shop", "demo", "--json")
+
+    assert listed.returncode == 0, listed.stderr
+    carts = json.loads(listed.stdout)
+    assert sorted(c["source"] for c in carts) == ["shopify", "storefront", "stripe"]
+    assert all(c["status"] == "open" and c["email"] for c in carts)
+
+
+def test_send_example_to_a_server_that_is_not_running_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTNUDGE_")}
+    env["CARTNUDGE_HOME"] = str(tmp_path)
+    cli(env, "shop", "add", "s", "--name", "S", "--timezone", "UTC", "--currency", "USD")
+
+    result = cli(
+        env, "events", "send-example", "--shop", "s", "--url", f"http://127.0.0.1:{free_port()}"
+    )
+
+    assert result.returncode == 2
+    assert "is `make run` running?" in result.stderr

@@ -1,0 +1,150 @@
+"""The ``cartnudge`` command: shops, carts, dead letters; bad input exits 2 and changes nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from cartnudge.cli import app
+from cartnudge.intake.examples import storefront_event
+from cartnudge.shops.repository import ShopRecord
+from tests.conftest import T0
+from tests.intake.helpers import post_shopify, post_storefront, stored_counts
+
+
+@pytest.fixture
+def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    monkeypatch.setenv("CARTNUDGE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("CARTNUDGE_HOME", str(tmp_path))
+    monkeypatch.setenv("CARTNUDGE_PUBLIC_URL", "https://carts.example")
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return run
+
+
+def test_shop_add_prints_webhook_urls_and_secrets(cli: Any) -> None:
+    result = cli(
+        "shop", "add", "tea-house", "--name", "Tea House", "--timezone", "Europe/Paris",
+        "--currency", "eur", "--shopify-domain", "Tea-House.myshopify.com",
+        "--shopify-secret", "shpss_1", "--stripe-secret", "whsec_abc",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    shop = json.loads(result.output)
+    assert shop["currency"] == "EUR"
+    hooks = shop["webhooks"]
+    assert hooks["shopify"] == {
+        "url": "https://carts.example/webhooks/shopify",
+        "shop_domain": "tea-house.myshopify.com",
+        "secret": "shpss_1",
+    }
+    assert hooks["stripe"]["url"] == "https://carts.example/webhooks/stripe/tea-house"
+    assert hooks["storefront"]["url"] == "https://carts.example/webhooks/storefront/tea-house"
+    assert hooks["storefront"]["secret"].startswith("whsec_")
+
+    listed = json.loads(cli("shop", "list").output)
+    assert [s["slug"] for s in listed] == ["tea-house"]
+    assert listed[0]["webhooks"]["shopify"]["secret"] == "shpss_1"[:10] + "…"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Bad Slug"], "slug 'Bad Slug'"),
+        (["s", "--timezone", "Mars/Olympus"], "not an IANA time zone"),
+        (["s", "--currency", "XXY"], "unknown currency"),
+        (["s", "--shopify-domain", "example.com", "--shopify-secret", "x"], "myshopify.com"),
+        (["s", "--shopify-domain", "a.myshopify.com"], "--shopify-secret is required"),
+        (["s", "--shopify-secret", "x"], "--shopify-domain is required"),
+        (["s", "--stripe-secret", "sk_live_123"], "whsec_"),
+        (["s", "--activated-at", "yesterday"], "--activated-at"),
+    ],
+)
+def test_shop_add_refuses_bad_input_and_stores_nothing(
+    cli: Any, engine: Engine, args: list[str], message: str
+) -> None:
+    defaults = {"--name": "S", "--timezone": "UTC", "--currency": "USD"}
+    for option, value in defaults.items():
+        if option not in args:
+            args = [*args, option, value]
+
+    result = cli("shop", "add", *args)
+
+    assert result.exit_code == 2
+    assert message in result.output
+    assert json.loads(cli("shop", "list").output) == []
+
+
+def test_shop_add_refuses_a_taken_slug(cli: Any) -> None:
+    base = ["--name", "S", "--timezone", "UTC", "--currency", "USD"]
+    assert cli("shop", "add", "s", *base).exit_code == 0
+    result = cli("shop", "add", "s", *base)
+    assert result.exit_code == 2
+    assert "is taken" in result.output
+
+
+def test_carts_list_and_show_with_timeline(cli: Any, client: TestClient, shop: ShopRecord) -> None:
+    post_storefront(client, shop, storefront_event(cart_id="c-1", occurred_at=T0))
+    order = storefront_event(cart_id="c-1", occurred_at=T0, kind="order_placed", order_id="o-9")
+    post_storefront(client, shop, order)
+    post_storefront(client, shop, storefront_event(cart_id="c-2", occurred_at=T0))
+
+    listed = json.loads(cli("carts", "list", "--shop", shop.slug, "--json").output)
+    bought = json.loads(
+        cli("carts", "list", "--shop", shop.slug, "--status", "bought", "--json").output
+    )
+    shown = json.loads(cli("carts", "show", str(bought[0]["id"]), "--json").output)
+
+    assert len(listed) == 2
+    assert [c["order_ref"] for c in bought] == ["o-9"]
+    assert [e["topic"] for e in shown["events"]] == ["checkout_started", "order_placed"]
+    assert [a["action"] for a in shown["audit"]] == ["created", "status:bought"]
+    assert shown["audit"][1]["before"]["status"] == "open"
+    assert shown["keys"] == [{"kind": "storefront_cart", "value": "c-1"}]
+    assert "c-1" in cli("carts", "list", "--shop", shop.slug).output or listed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["carts", "list", "--shop", "nope"], "no shop 'nope'"),
+        (["carts", "list", "--shop", "shop1", "--status", "lost"], "unknown status"),
+        (["carts", "show", "999"], "no cart 999"),
+        (["events", "replay", "999"], "no event 999"),
+        (["events", "send-example", "--shop", "shop1", "--lane", "fax"], "unknown lane"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_reason(
+    cli: Any, shop: ShopRecord, args: list[str], message: str
+) -> None:
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_dead_letters_listed_and_replaying_an_applied_event_is_refused(
+    cli: Any, client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    post_shopify(client, shop, "products/create", {"id": 1}, "wh-1")
+    post_storefront(client, shop, storefront_event(cart_id="c-1", occurred_at=T0))
+
+    letters = json.loads(cli("events", "dead-letters", "--shop", shop.slug).output)
+    assert [letter["topic"] for letter in letters] == ["products/create"]
+    still_dead = cli("events", "replay", str(letters[0]["id"]))
+    assert still_dead.exit_code == 1
+    assert "unsupported Shopify topic" in still_dead.output
+
+    before = stored_counts(engine)
+    applied_id = letters[0]["id"] + 1
+    refused = cli("events", "replay", str(applied_id))
+    assert refused.exit_code == 2
+    assert "not a dead letter" in refused.output
+    assert stored_counts(engine) == before
