@@ -106,3 +106,30 @@ def test_order_placed_marks_the_cart_bought_and_later_updates_do_not_reopen_it(
     assert cart.bought_at == bought_at
     assert cart.order_ref == "o-1"
     assert cart.next_wake_at is None
+
+
+def test_hostile_strings_are_stored_verbatim_as_data(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    event = storefront_event(cart_id="c-1", occurred_at=T0)
+    event["first_name"] = "Eve\r\nBcc: everyone@example.com"
+    event["items"][0]["title"] = '<img src=x onerror="alert(1)">'  # type: ignore[index]
+
+    assert post_storefront(client, shop, event).status_code == 200
+
+    [cart] = carts(engine, shop.id)
+    assert cart.first_name == "Eve\r\nBcc: everyone@example.com"
+    assert cart.items[0]["title"] == '<img src=x onerror="alert(1)">'
+
+
+def test_more_decimals_than_the_currency_has_is_refused_not_rounded(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    event = storefront_event(cart_id="c-1", occurred_at=T0)
+    event["total"] = "64.001"
+
+    response = post_storefront(client, shop, event)
+
+    assert response.status_code == 422
+    assert "more decimals than GBP allows" in response.json()["reason"]
+    assert carts(engine, shop.id) == []

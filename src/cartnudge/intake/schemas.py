@@ -13,7 +13,7 @@ from cartnudge.clock import ensure_utc
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Decimal = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, pattern=r"^-?\d+(\.\d+)?$", max_length=32),
+    StringConstraints(strip_whitespace=True, pattern=r"^\d+(\.\d+)?$", max_length=32),
     Field(description='A decimal amount in major units, as a string: "19.99".'),
 ]
 
@@ -67,3 +67,10 @@ class StorefrontEvent(BaseModel):
     return_url: Text | None = Field(default=None, description="Where the shopper resumes the cart.")
     accepts_marketing: bool | None = None
     order_id: Text | None = Field(default=None, description="Required when type is order_placed.")
+
+
+def storefront_json_schema() -> dict[str, object]:
+    """The published JSON Schema (docs/storefront-event.schema.json is this, verbatim)."""
+    schema = StorefrontEvent.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
