@@ -65,9 +65,30 @@ class Runtime:
             fail(f"no shop {slug!r} (see `cartnudge shop list`)")
         return shop
 
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+_RUNTIMES: list[Runtime] = []
+
 
 def runtime() -> Runtime:
-    return Runtime()
+    """The command's runtime; its connections close when the command ends."""
+    rt = Runtime()
+    _RUNTIMES.append(rt)
+    return rt
+
+
+def _close_runtimes() -> None:
+    while _RUNTIMES:
+        _RUNTIMES.pop().close()
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    ctx.call_on_close(_close_runtimes)
 
 
 # -- serve --------------------------------------------------------------------------------
@@ -224,6 +245,14 @@ def events_send_example(
         raise typer.Exit(1)
 
 
+@events_app.command("schema")
+def events_schema() -> None:
+    """Print the storefront event's JSON Schema (docs/storefront-event.schema.json)."""
+    from cartnudge.intake.schemas import storefront_json_schema
+
+    emit(storefront_json_schema())
+
+
 @events_app.command("dead-letters")
 def events_dead_letters(
     shop: Annotated[str | None, typer.Option(help="Only this shop.")] = None,
@@ -309,6 +338,72 @@ def carts_show(
     if view is None:
         fail(f"no cart {cart_id}")
     emit(view)
+
+
+# -- backfills ---------------------------------------------------------------------------
+@import_app.command("csv")
+def import_csv(
+    file: Annotated[str, typer.Argument(help="CSV file: a Stripe export or our columns.")],
+    shop: Annotated[str, typer.Option(help="Shop slug.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Parse and count; write nothing.")
+    ] = False,
+    file_format: Annotated[
+        str, typer.Option("--format", help="auto, stripe or cartnudge.")
+    ] = "auto",
+) -> None:
+    """Backfill carts and purchases from a CSV file; re-running it creates nothing new."""
+    from pathlib import Path
+
+    from cartnudge.intake.csv_import import Format, ImportRefused
+    from cartnudge.intake.csv_import import import_csv as run_import
+
+    if file_format not in {f.value for f in Format}:
+        fail(f"--format: {file_format!r} is not one of {', '.join(f.value for f in Format)}")
+    try:
+        data = Path(file).read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    rt = runtime()
+    record = rt.shop(shop)
+    try:
+        summary = run_import(
+            rt.engine, record, data, system_clock(), fmt=Format(file_format), dry_run=dry_run
+        )
+    except ImportRefused as exc:
+        fail(f"{file}: {exc}; nothing was imported")
+    emit(summary)
+
+
+@reconcile_app.command("stripe")
+def reconcile_stripe(
+    shop: Annotated[str, typer.Option(help="Shop slug.")],
+    since: Annotated[str, typer.Option(help="RFC 3339 time: sessions created from then.")],
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Stripe secret or restricted key (default: $CARTNUDGE_STRIPE_API_KEY)."),
+    ] = None,
+    api_base: Annotated[
+        str | None, typer.Option(help="Stripe API base URL (default: https://api.stripe.com).")
+    ] = None,
+) -> None:
+    """List expired and completed Checkout Sessions and apply any a webhook missed."""
+    import os
+
+    from cartnudge.intake.reconcile import API_KEY_ENV, ReconcileError
+    from cartnudge.intake.reconcile import reconcile_stripe as run_reconcile
+
+    key = api_key or os.environ.get(API_KEY_ENV, "")
+    if not key.strip():
+        fail(f"no Stripe API key: pass --api-key or set {API_KEY_ENV}")
+    start = _instant(since, "--since")
+    rt = runtime()
+    record = rt.shop(shop)
+    try:
+        summary = run_reconcile(rt.engine, record, key, start, system_clock(), api_base=api_base)
+    except ReconcileError as exc:
+        fail(f"{exc}; nothing was stored")
+    emit(summary)
 
 
 def _instant(text: str, option: str) -> datetime:

@@ -1,12 +1,26 @@
-"""Statements that need a dialect's own syntax, written once for both engines."""
+"""Statements that need a dialect's own syntax, written once for both engines.
+
+Hot-path statements are built once and executed with parameter dicts: SQLAlchemy then
+reuses the compiled form instead of building bind parameters and cache keys per call.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
+
+
+@cache
+def _insert_ignore(
+    dialect: str, table: Table, conflict: tuple[str, ...], returning: str | None
+) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    return stmt.returning(table.c[returning]) if returning else stmt
 
 
 def insert_ignore(
@@ -15,15 +29,12 @@ def insert_ignore(
     values: dict[str, Any],
     *,
     conflict: Sequence[str],
-    returning: str | None = "id",
+    returning: str = "id",
 ) -> Any | None:
     """``INSERT … ON CONFLICT DO NOTHING``; returns the new row's ``returning`` column,
     or ``None`` when the row already existed (the dedupe answer)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
-    if returning is None:
-        return conn.execute(stmt).rowcount or None
-    return conn.execute(stmt.returning(table.c[returning])).scalar_one_or_none()
+    stmt: Executable = _insert_ignore(conn.dialect.name, table, tuple(conflict), returning)
+    return conn.execute(stmt, values).scalar_one_or_none()
 
 
 def insert_many_ignore(
@@ -31,5 +42,5 @@ def insert_many_ignore(
 ) -> None:
     if not rows:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=conflict), rows)
+    stmt: Executable = _insert_ignore(conn.dialect.name, table, tuple(conflict), None)
+    conn.execute(stmt, rows)

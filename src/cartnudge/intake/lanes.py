@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cartnudge.intake import shopify, storefront, stripe_checkout
+from cartnudge.intake import csv_import, shopify, storefront, stripe_checkout
 from cartnudge.intake.events import Unapplicable
 from cartnudge.intake.service import Parsed
 from cartnudge.shops.repository import ShopRecord
@@ -30,6 +30,8 @@ def parse_payload(
             return stripe_checkout.parse(payload)
         if source == storefront.SOURCE:
             return storefront.parse(external_id, payload, shop_currency=shop.currency)
+        if source == csv_import.SOURCE:
+            return csv_import.parse_row(payload, external_id, shop)
     except Unapplicable as exc:
         return exc
     return Unapplicable(f"unknown source {source!r}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.service import apply_event
@@ -20,6 +20,10 @@ inbox = table_of(InboxEvent)
 privacy = table_of(PrivacyRequest)
 
 Parsed = CartEvent | ComplianceRequest | Unapplicable
+
+_SET_INBOX_CART = (
+    update(inbox).where(inbox.c.id == bindparam("_inbox_id")).values(cart_id=bindparam("_cart_id"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +98,7 @@ def _apply(
         return Outcome("applied", inbox_id)
     applied = apply_event(CartRepository(conn), shop, parsed, now)
     if applied.cart_id is not None:
-        conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(cart_id=applied.cart_id))
+        conn.execute(_SET_INBOX_CART, {"_inbox_id": inbox_id, "_cart_id": applied.cart_id})
     return Outcome("applied", inbox_id, cart_id=applied.cart_id)
 
 
