@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from functools import cache
 
 from babel.numbers import get_currency_precision, list_currencies
 
@@ -20,6 +21,7 @@ def normalize_currency(code: str) -> str:
     return upper
 
 
+@cache
 def minor_digits(currency: str) -> int:
     return int(get_currency_precision(currency))
 

@@ -242,7 +242,7 @@ def test_a_crash_while_applying_keeps_the_delivery_as_a_dead_letter(
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(service, "apply_event", crash)
+    monkeypatch.setattr(service, "apply_events", crash)
     response = post_shopify(client, shop, "checkouts/create", abandoned_checkout(), "wh-1")
 
     assert response.status_code == 200

@@ -19,42 +19,37 @@ audit = table_of(AuditEntry)
 inbox = table_of(InboxEvent)
 
 # Built once, executed with parameter dicts (see cartnudge.db.portable).
-_INSERT_CART = insert(carts).returning(carts.c.id)
 _UPDATE_CART = update(carts).where(carts.c.id == bindparam("_cart_id"))
 _INSERT_AUDIT = insert(audit)
-_CART_IDS_FOR_KEYS = (
-    select(keys_t.c.cart_id)
-    .where(
-        keys_t.c.shop_id == bindparam("shop_id"),
-        tuple_(keys_t.c.kind, keys_t.c.value).in_(bindparam("pairs", expanding=True)),
-    )
-    .distinct()
-)
-_LOAD_CARTS = (
-    select(carts)
-    .where(
-        carts.c.shop_id == bindparam("shop_id"), carts.c.id.in_(bindparam("ids", expanding=True))
-    )
-    .order_by(carts.c.id)
-)
-_LOAD_CARTS_FOR_UPDATE = _LOAD_CARTS.with_for_update()
-_KEYLESS_ORDERS = (
-    select(orders.c.id, orders.c.source, orders.c.external_id, orders.c.placed_at)
-    .where(
-        orders.c.shop_id == bindparam("shop_id"),
-        orders.c.email_key == bindparam("email_key"),
-        orders.c.has_cart_keys.is_(False),
-        orders.c.placed_at >= bindparam("first", type_=UtcDateTime()),
-        orders.c.placed_at <= bindparam("last", type_=UtcDateTime()),
-    )
-    .order_by(orders.c.placed_at, orders.c.id)
-)
 _UNBOUGHT_NEAR = select(carts.c.id).where(
     carts.c.shop_id == bindparam("shop_id"),
     carts.c.email_key == bindparam("email_key"),
     carts.c.status != CartStatus.BOUGHT.value,
     carts.c.first_activity_at <= bindparam("at", type_=UtcDateTime()),
     carts.c.last_activity_at >= bindparam("since", type_=UtcDateTime()),
+)
+_CARTS_FOR_KEYS = select(keys_t.c.shop_id, keys_t.c.kind, keys_t.c.value, keys_t.c.cart_id).where(
+    tuple_(keys_t.c.shop_id, keys_t.c.kind, keys_t.c.value).in_(
+        bindparam("triples", expanding=True)
+    )
+)
+_LOAD_BY_IDS = (
+    select(carts)
+    .where(carts.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(carts.c.id)
+    .with_for_update()
+)
+_INSERT_CARTS = insert(carts).returning(carts.c.id, sort_by_parameter_order=True)
+_KEYLESS_ORDERS_BY_EMAIL = select(
+    orders.c.id,
+    orders.c.shop_id,
+    orders.c.email_key,
+    orders.c.source,
+    orders.c.external_id,
+    orders.c.placed_at,
+).where(
+    orders.c.has_cart_keys.is_(False),
+    tuple_(orders.c.shop_id, orders.c.email_key).in_(bindparam("pairs", expanding=True)),
 )
 _SET_ORDER_CART = (
     update(orders)
@@ -67,27 +62,56 @@ class CartRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    # -- carts -------------------------------------------------------------------------
-    def ids_for_keys(self, shop_id: int, keys: Iterable[tuple[str, str]]) -> list[int]:
-        pairs = [(str(kind), value) for kind, value in keys]
-        if not pairs:
+    # -- many carts at once (the ingest writer's batches) --------------------------------
+    def carts_for_keys(
+        self, triples: Iterable[tuple[int, str, str]]
+    ) -> dict[tuple[int, str, str], int]:
+        wanted = sorted(set(triples))
+        if not wanted:
+            return {}
+        rows = self.conn.execute(_CARTS_FOR_KEYS, {"triples": wanted})
+        return {(r.shop_id, r.kind, r.value): r.cart_id for r in rows}
+
+    def load_many(self, cart_ids: Iterable[int]) -> dict[int, Row[Any]]:
+        """Carts by id, locked for this transaction (in id order, so two writers never
+        wait on each other in a cycle)."""
+        ids = sorted(set(cart_ids))
+        if not ids:
+            return {}
+        return {row.id: row for row in self.conn.execute(_LOAD_BY_IDS, {"ids": ids})}
+
+    def insert_many(self, rows: list[dict[str, Any]]) -> list[int]:
+        if not rows:
             return []
-        params = {"shop_id": shop_id, "pairs": pairs}
-        return sorted(self.conn.execute(_CART_IDS_FOR_KEYS, params).scalars())
+        return [int(i) for i in self.conn.execute(_INSERT_CARTS, rows).scalars()]
 
-    def load(self, shop_id: int, cart_ids: Sequence[int], *, lock: bool = True) -> list[Row[Any]]:
-        stmt = _LOAD_CARTS_FOR_UPDATE if lock else _LOAD_CARTS
-        return list(self.conn.execute(stmt, {"shop_id": shop_id, "ids": list(cart_ids)}))
+    def update_many(self, rows: list[dict[str, Any]]) -> None:
+        """Each row names its cart as ``_cart_id``."""
+        if rows:
+            self.conn.execute(_UPDATE_CART, rows)
 
+    def link_many(self, rows: list[dict[str, Any]]) -> None:
+        insert_many_ignore(self.conn, keys_t, rows, conflict=("shop_id", "kind", "value"))
+
+    def record_orders(self, rows: list[dict[str, Any]]) -> None:
+        insert_many_ignore(self.conn, orders, rows, conflict=("shop_id", "source", "external_id"))
+
+    def keyless_orders_by_email(self, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
+        wanted = sorted(set(pairs))
+        if not wanted:
+            return []
+        return list(self.conn.execute(_KEYLESS_ORDERS_BY_EMAIL, {"pairs": wanted}))
+
+    def audit_many(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(_INSERT_AUDIT, rows)
+
+    # -- carts -------------------------------------------------------------------------
     def get(self, shop_id: int | None, cart_id: int) -> Row[Any] | None:
         stmt = select(carts).where(carts.c.id == cart_id)
         if shop_id is not None:
             stmt = stmt.where(carts.c.shop_id == shop_id)
         return self.conn.execute(stmt).first()
-
-    def insert(self, shop_id: int, values: dict[str, Any], now: datetime) -> int:
-        params = {"shop_id": shop_id, "created_at": now, "updated_at": now, **values}
-        return int(self.conn.execute(_INSERT_CART, params).scalar_one())
 
     def update(self, cart_id: int, values: dict[str, Any], now: datetime) -> None:
         self.conn.execute(_UPDATE_CART, {"_cart_id": cart_id, "updated_at": now, **values})
@@ -101,13 +125,6 @@ class CartRepository:
                 .values(cart_id=keep_id)
             )
         self.conn.execute(delete(carts).where(carts.c.id.in_(gone_ids)))
-
-    def link_keys(self, shop_id: int, cart_id: int, pairs: Iterable[tuple[str, str]]) -> None:
-        rows = [
-            {"shop_id": shop_id, "kind": kind, "value": value, "cart_id": cart_id}
-            for kind, value in pairs
-        ]
-        insert_many_ignore(self.conn, keys_t, rows, conflict=("shop_id", "kind", "value"))
 
     def keys_of(self, cart_id: int) -> list[tuple[str, str]]:
         stmt = select(keys_t.c.kind, keys_t.c.value).where(keys_t.c.cart_id == cart_id)
@@ -126,52 +143,11 @@ class CartRepository:
         return sorted(self.conn.execute(_UNBOUGHT_NEAR, params).scalars())
 
     # -- orders ------------------------------------------------------------------------
-    def record_order(self, shop_id: int, values: dict[str, Any]) -> int | None:
+    def record_order(self, values: dict[str, Any]) -> int | None:
+        """The new order's id, or ``None`` if it was already recorded."""
         return insert_ignore(
-            self.conn,
-            orders,
-            {"shop_id": shop_id, **values},
-            conflict=("shop_id", "source", "external_id"),
+            self.conn, orders, values, conflict=("shop_id", "source", "external_id")
         )
-
-    def keyless_orders_for(
-        self, shop_id: int, email_key: str, first: datetime, last: datetime, window_s: int
-    ) -> list[Row[Any]]:
-        """Orders without cart keys, by this email, placed in [first, last + window]."""
-        params = {
-            "shop_id": shop_id,
-            "email_key": email_key,
-            "first": first,
-            "last": last + timedelta(seconds=window_s),
-        }
-        return list(self.conn.execute(_KEYLESS_ORDERS, params))
 
     def set_order_cart(self, order_pk: int, cart_id: int) -> None:
         self.conn.execute(_SET_ORDER_CART, {"_order_id": order_pk, "_cart_id": cart_id})
-
-    # -- audit -------------------------------------------------------------------------
-    def audit(
-        self,
-        shop_id: int,
-        cart_id: int | None,
-        *,
-        at: datetime,
-        actor: str,
-        action: str,
-        reason: str | None = None,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
-    ) -> None:
-        self.conn.execute(
-            _INSERT_AUDIT,
-            {
-                "shop_id": shop_id,
-                "cart_id": cart_id,
-                "at": at,
-                "actor": actor,
-                "action": action,
-                "reason": reason,
-                "before": before,
-                "after": after,
-            },
-        )

@@ -1,9 +1,22 @@
-"""Use cases of the cart list: apply one canonical event, in the caller's transaction."""
+"""Use cases of the cart list: apply canonical events, in the caller's transaction.
+
+Events arrive in batches (the ingest writer commits many deliveries at once), so the cart
+list is read and written a batch at a time: one query finds every cart the batch names,
+one locks and loads them, the pure rules of ``carts.state`` fold the events in memory,
+and a handful of statements write the results. The number of statements is the same for
+one event or two hundred, which is what makes group commit pay.
+
+Every identifier in an event leads to the same cart; if the events of a batch (or their
+identifiers) show that two carts are one — a Shopify cart and its checkout that arrived
+separately — they are merged by ``join``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from cartnudge.carts.repository import CartRepository
@@ -12,6 +25,8 @@ from cartnudge.db.models import CartStatus
 from cartnudge.intake.events import CartEvent, email_key, order_version
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.timing.policy import first_wake_at
+
+Key = tuple[int, str, str]  # (shop id, key kind, key value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,137 +50,281 @@ def _wake(state: CartState, shop: ShopRecord) -> datetime | None:
     )
 
 
-def apply_event(repo: CartRepository, shop: ShopRecord, event: CartEvent, now: datetime) -> Applied:
-    """Apply ``event`` to the cart list. The caller owns the transaction.
+@dataclass
+class _Group:
+    """The events of one batch that concern one cart, and the stored carts they name."""
 
-    Every identifier in the event leads to the same cart; if two carts turn out to be one
-    (a Shopify cart and its checkout arrived separately), they are merged by ``join``.
-    """
-    actor = f"intake:{event.source}"
-    order_pk = _record_order(repo, shop, event, now) if event.order else None
-    if event.order and not event.keys:
-        return _match_order_by_email(repo, shop, event, order_pk, now)
+    shop: ShopRecord
+    events: list[int] = field(default_factory=list)
+    keys: set[Key] = field(default_factory=set)
+    cart_ids: set[int] = field(default_factory=set)
 
-    cart_ids = repo.ids_for_keys(shop.id, event.keys)
-    rows = repo.load(shop.id, cart_ids) if cart_ids else []
-    before = CartState.from_row(rows[0]) if rows else None
-    merged = before
-    for row in rows[1:]:
-        assert merged is not None
-        merged = join(merged, CartState.from_row(row))
-    state = fold(merged, event) if merged is not None else new_state(event)
-    state, matched_orders = _keyless_orders(repo, shop, state)
-    row_values = {**state.as_row(), "next_wake_at": _wake(state, shop)}
 
-    if before is None:
-        cart_id = repo.insert(shop.id, row_values, now)
-        repo.audit(shop.id, cart_id, at=now, actor=actor, action="created", after=_summary(state))
-    else:
-        cart_id = rows[0].id
-        if len(rows) > 1:
-            repo.absorb(shop.id, cart_id, [row.id for row in rows[1:]])
-            repo.audit(
-                shop.id,
-                cart_id,
-                at=now,
-                actor=actor,
-                action="merged",
-                reason=f"{event.topic} named carts {[row.id for row in rows]} as one",
-                before=_summary(before),
+class _Groups:
+    """Union-find over events, keys and stored carts: what is connected is one cart."""
+
+    def __init__(self) -> None:
+        self.parent: dict[object, object] = {}
+
+    def find(self, node: object) -> object:
+        self.parent.setdefault(node, node)
+        root = node
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[node] != root:  # path compression
+            self.parent[node], node = root, self.parent[node]
+        return root
+
+    def union(self, a: object, b: object) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def apply_events(
+    repo: CartRepository, items: Sequence[tuple[ShopRecord, CartEvent]], now: datetime
+) -> list[Applied]:
+    """Apply every event; return each event's cart (``None`` if it matched none)."""
+    batch = _Batch(repo, items, now)
+    batch.fold_groups()
+    batch.write()
+    # Orders that name no cart buy the same shopper's carts by email (rare). They read
+    # what the batch has just written; the join rules make that order-independent.
+    for i, (shop, event) in enumerate(items):
+        if not event.keys and event.order is not None:
+            order_id = repo.record_order(_order_row(shop, event, now))
+            cart_id = _match_order_by_email(repo, shop, event, now)
+            batch.results[i] = Applied(cart_id)
+            if order_id is not None and cart_id is not None:
+                repo.set_order_cart(order_id, cart_id)
+    return batch.results
+
+
+class _Batch:
+    """One batch: read everything it names, fold in memory, write in a few statements."""
+
+    def __init__(
+        self, repo: CartRepository, items: Sequence[tuple[ShopRecord, CartEvent]], now: datetime
+    ) -> None:
+        self.repo, self.items, self.now = repo, items, now
+        self.results: list[Applied] = [Applied(None)] * len(items)
+        keyed = [i for i, (_, event) in enumerate(items) if event.keys]
+        self.known = repo.carts_for_keys(
+            (shop.id, str(kind), value)
+            for shop, event in (items[i] for i in keyed)
+            for kind, value in event.keys
+        )
+        self.groups = _group(items, keyed, self.known)
+        self.stored = repo.load_many(c for g in self.groups for c in g.cart_ids)
+        self.orders = _keyless_orders_index(repo, items, self.groups, self.stored)
+        self.inserts: list[tuple[int, str, CartState, dict[str, Any]]] = []
+        self.updates: list[dict[str, Any]] = []
+        self.audits: list[tuple[int, dict[str, Any]]] = []  # (group index, row)
+        self.order_rows: list[tuple[int, dict[str, Any]]] = []
+        self.email_matches: list[tuple[int, int]] = []  # (order id, group index)
+        self.group_cart: dict[int, int] = {}
+
+    def fold_groups(self) -> None:
+        for index, group in enumerate(self.groups):
+            self._fold(index, group)
+
+    def _fold(self, index: int, group: _Group) -> None:
+        shop, now = group.shop, self.now
+        present = [self.stored[c] for c in sorted(group.cart_ids) if c in self.stored]
+        before = CartState.from_row(present[0]) if present else None
+        state = before
+        for row in present[1:]:
+            assert state is not None
+            state = join(state, CartState.from_row(row))
+        for i in group.events:
+            event = self.items[i][1]
+            state = fold(state, event) if state is not None else new_state(event)
+            if event.order is not None:
+                self.order_rows.append((index, _order_row(shop, event, now)))
+        assert state is not None
+        candidates = self.orders.get((shop.id, state.email_key or ""))
+        state, matched = _buy_by_email(state, candidates, shop)
+        self.email_matches += [(order_id, index) for order_id in matched]
+        values = {**state.as_row(), "next_wake_at": _wake(state, shop), "updated_at": now}
+        actor = f"intake:{self.items[group.events[0]][1].source}"
+        if before is None:
+            self.inserts.append(
+                (index, actor, state, {**values, "shop_id": shop.id, "created_at": now})
             )
-        repo.update(cart_id, row_values, now)
-    if state.status is not (before.status if before else CartStatus.OPEN):
-        _audit_status(repo, shop, cart_id, before, state, actor, now)
-    repo.link_keys(shop.id, cart_id, event.keys)
-    for pk in [order_pk, *matched_orders]:
-        if pk is not None:
-            repo.set_order_cart(pk, cart_id)
-    return Applied(cart_id=cart_id, created=before is None)
+        else:
+            cart_id = present[0].id
+            self.group_cart[index] = cart_id
+            self.updates.append({**values, "_cart_id": cart_id})
+            if len(present) > 1:
+                gone = [row.id for row in present[1:]]
+                self.repo.absorb(shop.id, cart_id, gone)
+                merged = _audit(shop, now, actor, "merged", f"carts {gone} were this cart")
+                self.audits.append((index, merged))
+        if state.status is not (before.status if before else CartStatus.OPEN):
+            change = _audit(
+                shop, now, actor, f"status:{state.status.value}", state.status_reason,
+                _summary(before) if before else None, _summary(state),
+            )  # fmt: skip
+            self.audits.append((index, change))
+
+    def write(self) -> None:
+        repo = self.repo
+        new_ids = repo.insert_many([values for *_, values in self.inserts])
+        created = []
+        for (index, actor, state, _), cart_id in zip(self.inserts, new_ids, strict=True):
+            self.group_cart[index] = cart_id
+            row = _audit(self.groups[index].shop, self.now, actor, "created", after=_summary(state))
+            created.append((index, row))
+        repo.update_many(self.updates)
+        new_groups = {index for index, *_ in self.inserts}
+        links = []
+        for index, group in enumerate(self.groups):
+            cart_id = self.group_cart[index]
+            for i in group.events:
+                self.results[i] = Applied(cart_id, created=index in new_groups)
+            links += [
+                {"shop_id": k[0], "kind": k[1], "value": k[2], "cart_id": cart_id}
+                for k in sorted(group.keys)
+                if self.known.get(k) != cart_id
+            ]
+        repo.link_many(links)
+        repo.record_orders([{**row, "cart_id": self.group_cart[i]} for i, row in self.order_rows])
+        for order_id, index in self.email_matches:
+            repo.set_order_cart(order_id, self.group_cart[index])
+        repo.audit_many(
+            [{**row, "cart_id": self.group_cart[index]} for index, row in created + self.audits]
+        )
 
 
-def _audit_status(
+def _group(
+    items: Sequence[tuple[ShopRecord, CartEvent]], keyed: list[int], known: dict[Key, int]
+) -> list[_Group]:
+    uf = _Groups()
+    for i in keyed:
+        shop, event = items[i]
+        for kind, value in event.keys:
+            key: Key = (shop.id, str(kind), value)
+            uf.union(("event", i), ("key", key))
+            if key in known:
+                uf.union(("key", key), ("cart", known[key]))
+    by_root: dict[object, _Group] = {}
+    ordered: list[_Group] = []
+    for i in keyed:
+        shop, event = items[i]
+        root = uf.find(("event", i))
+        group = by_root.get(root)
+        if group is None:
+            group = by_root[root] = _Group(shop)
+            ordered.append(group)
+        group.events.append(i)
+        for kind, value in event.keys:
+            key = (shop.id, str(kind), value)
+            group.keys.add(key)
+            if key in known:
+                group.cart_ids.add(known[key])
+    return ordered
+
+
+def _keyless_orders_index(
     repo: CartRepository,
-    shop: ShopRecord,
-    cart_id: int,
-    before: CartState | None,
-    after: CartState,
-    actor: str,
-    now: datetime,
-) -> None:
-    repo.audit(
-        shop.id,
-        cart_id,
-        at=now,
-        actor=actor,
-        action=f"status:{after.status.value}",
-        reason=after.status_reason,
-        before=_summary(before) if before else None,
-        after=_summary(after),
-    )
+    items: Sequence[tuple[ShopRecord, CartEvent]],
+    groups: list[_Group],
+    stored: dict[int, Any],
+) -> dict[tuple[int, str], list[Any]]:
+    """Orders that named no cart, for every email the batch's carts have (one query)."""
+    pairs: set[tuple[int, str]] = set()
+    for group in groups:
+        for i in group.events:
+            if key := email_key(items[i][1].email):
+                pairs.add((group.shop.id, key))
+        for cart_id in group.cart_ids:
+            row = stored.get(cart_id)
+            if row is not None and row.email_key:
+                pairs.add((group.shop.id, row.email_key))
+    index: dict[tuple[int, str], list[Any]] = defaultdict(list)
+    for order in repo.keyless_orders_by_email(pairs):
+        index[(order.shop_id, order.email_key)].append(order)
+    return index
 
 
-def _record_order(
-    repo: CartRepository, shop: ShopRecord, event: CartEvent, now: datetime
-) -> int | None:
+def _buy_by_email(
+    state: CartState, candidates: list[Any] | None, shop: ShopRecord
+) -> tuple[CartState, list[int]]:
+    """Orders that named no cart buy this cart if the shopper (same email) was active on it
+    within the shop's window before the order. Returns the state and those orders' ids."""
+    if not candidates or state.status is CartStatus.BOUGHT:
+        return state, []
+    window = timedelta(seconds=shop.order_match_window_s)
+    matched = []
+    for order in sorted(candidates, key=lambda o: (o.placed_at, o.id)):
+        if state.first_activity_at <= order.placed_at <= state.last_activity_at + window:
+            version = order_version(order.placed_at, order.source, order.external_id)
+            state = mark_bought(
+                state, at=order.placed_at, order_ref=order.external_id, version=version
+            )
+            matched.append(order.id)
+    return state, matched
+
+
+def _order_row(shop: ShopRecord, event: CartEvent, now: datetime) -> dict[str, Any]:
     assert event.order is not None
-    return repo.record_order(
-        shop.id,
-        {
-            "source": event.source,
-            "external_id": event.order.external_id,
-            "placed_at": event.order.placed_at,
-            "email_key": email_key(event.email),
-            "currency": event.order.currency,
-            "total_minor": event.order.total_minor,
-            "has_cart_keys": bool(event.keys),
-            "created_at": now,
-        },
-    )
+    return {
+        "shop_id": shop.id,
+        "source": event.source,
+        "external_id": event.order.external_id,
+        "placed_at": event.order.placed_at,
+        "email_key": email_key(event.email),
+        "currency": event.order.currency,
+        "total_minor": event.order.total_minor,
+        "has_cart_keys": bool(event.keys),
+        "cart_id": None,
+        "created_at": now,
+    }
+
+
+def _audit(
+    shop: ShopRecord,
+    at: datetime,
+    actor: str,
+    action: str,
+    reason: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "shop_id": shop.id,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "reason": reason,
+        "before": before,
+        "after": after,
+    }
 
 
 def _match_order_by_email(
-    repo: CartRepository,
-    shop: ShopRecord,
-    event: CartEvent,
-    order_pk: int | None,
-    now: datetime,
-) -> Applied:
+    repo: CartRepository, shop: ShopRecord, event: CartEvent, now: datetime
+) -> int | None:
     """An order that names no cart: the same shopper's carts active near it are bought."""
     assert event.order is not None
     key = email_key(event.email)
     if key is None:
-        return Applied(cart_id=None)
+        return None
     ids = repo.unbought_by_email_near(
         shop.id, key, event.order.placed_at, shop.order_match_window_s
     )
-    for row in repo.load(shop.id, ids) if ids else []:
+    if not ids:
+        return None
+    version = order_version(event.order.placed_at, event.source, event.order.external_id)
+    audits = []
+    for cart_id, row in repo.load_many(ids).items():
         before = CartState.from_row(row)
         after = mark_bought(
-            before,
-            at=event.order.placed_at,
-            order_ref=event.order.external_id,
-            version=order_version(event.order.placed_at, event.source, event.order.external_id),
+            before, at=event.order.placed_at, order_ref=event.order.external_id, version=version
         )
-        repo.update(row.id, {**after.as_row(), "next_wake_at": None}, now)
-        _audit_status(repo, shop, row.id, before, after, f"intake:{event.source}", now)
-        if order_pk is not None:
-            repo.set_order_cart(order_pk, row.id)
-    return Applied(cart_id=ids[0] if ids else None)
-
-
-def _keyless_orders(
-    repo: CartRepository, shop: ShopRecord, state: CartState
-) -> tuple[CartState, list[int]]:
-    """Orders that named no cart, arrived before this cart (or its email) did, and match
-    it by email: the cart is bought. Returns the new state and those orders' ids."""
-    key = state.email_key
-    if key is None or state.status is CartStatus.BOUGHT:
-        return state, []
-    matched = []
-    for order in repo.keyless_orders_for(
-        shop.id, key, state.first_activity_at, state.last_activity_at, shop.order_match_window_s
-    ):
-        version = order_version(order.placed_at, order.source, order.external_id)
-        state = mark_bought(state, at=order.placed_at, order_ref=order.external_id, version=version)
-        matched.append(order.id)
-    return state, matched
+        repo.update(cart_id, {**after.as_row(), "next_wake_at": None}, now)
+        change = _audit(
+            shop, now, f"intake:{event.source}", f"status:{after.status.value}",
+            after.status_reason, _summary(before), _summary(after),
+        )  # fmt: skip
+        audits.append({**change, "cart_id": cart_id})
+    repo.audit_many(audits)
+    return ids[0]

@@ -44,3 +44,27 @@ def insert_many_ignore(
         return
     stmt: Executable = _insert_ignore(conn.dialect.name, table, tuple(conflict), None)
     conn.execute(stmt, rows)
+
+
+def insert_many_returning(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    conflict: Sequence[str],
+    returning: tuple[str, ...],
+) -> list[Any]:
+    """Multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING``: the rows that were new."""
+    if not rows:
+        return []
+    stmt: Executable = _insert_many_returning(conn.dialect.name, table, tuple(conflict), returning)
+    return list(conn.execute(stmt, rows))
+
+
+@cache
+def _insert_many_returning(
+    dialect: str, table: Table, conflict: tuple[str, ...], returning: tuple[str, ...]
+) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    return stmt.returning(*(table.c[name] for name in returning))

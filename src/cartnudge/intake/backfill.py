@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from cartnudge.carts.repository import CartRepository
 from cartnudge.db.models import Cart, CartStatus, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.events import CartEvent
@@ -87,10 +86,6 @@ def apply_all(
 
 def _ingest_one(conn: Connection, delivery: Delivery, now: datetime, tally: Tally) -> None:
     event = delivery.parsed
-    # The same lookup ``apply_event`` makes: no cart for these keys means one is created.
-    existed = isinstance(event, CartEvent) and bool(
-        CartRepository(conn).ids_for_keys(delivery.shop.id, event.keys)
-    )
     outcome = ingest(conn, delivery, now)
     if outcome.status == "duplicate":
         tally.duplicates += 1
@@ -101,8 +96,8 @@ def _ingest_one(conn: Connection, delivery: Delivery, now: datetime, tally: Tall
         tally.purchases += event.is_purchase
         if outcome.cart_id is not None:
             tally.cart_ids.add(outcome.cart_id)
-        tally.updated += existed
-        tally.created += not existed
+        tally.updated += not outcome.created
+        tally.created += outcome.created
 
 
 def _before_activation(conn: Connection, shop: ShopRecord, cart_ids: set[int]) -> int:

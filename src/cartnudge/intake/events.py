@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -84,6 +84,14 @@ class CartEvent:
     consent_source: str | None = None
     return_url: str | None = None
     order: OrderInfo | None = None
+    # Total order over events: source time, then source and id to break ties. Computed
+    # once: the fold compares it for every group of fields.
+    version: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "version", version_of(self.occurred_at, self.source, self.external_id)
+        )
 
     @property
     def shopper_acted_at(self) -> datetime:
@@ -92,11 +100,6 @@ class CartEvent:
     @property
     def is_purchase(self) -> bool:
         return self.kind in (EventKind.ORDER_PLACED, EventKind.CHECKOUT_COMPLETED)
-
-    @property
-    def version(self) -> str:
-        """Total order over events: source time, then source and id to break ties."""
-        return version_of(self.occurred_at, self.source, self.external_id)
 
 
 def version_of(at: datetime, source: str, ident: str) -> str:

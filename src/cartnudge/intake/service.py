@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from cartnudge.carts.repository import CartRepository
-from cartnudge.carts.service import apply_event
+from cartnudge.carts.service import apply_events
 from cartnudge.db.models import InboxEvent, InboxStatus, PrivacyRequest, table_of
-from cartnudge.db.portable import insert_ignore
+from cartnudge.db.portable import insert_many_returning
 from cartnudge.intake.events import CartEvent, Unapplicable
 from cartnudge.intake.shopify import ComplianceRequest
 from cartnudge.shops.repository import ShopRecord
@@ -21,6 +22,7 @@ privacy = table_of(PrivacyRequest)
 
 Parsed = CartEvent | ComplianceRequest | Unapplicable
 
+_INSERT_PRIVACY = insert(privacy)
 _SET_INBOX_CART = (
     update(inbox).where(inbox.c.id == bindparam("_inbox_id")).values(cart_id=bindparam("_cart_id"))
 )
@@ -45,6 +47,7 @@ class Outcome:
     inbox_id: int | None
     cart_id: int | None = None
     reason: str | None = None
+    created: bool = False  # the delivery made a new cart
 
     @property
     def stored(self) -> bool:
@@ -52,30 +55,96 @@ class Outcome:
 
 
 def ingest(conn: Connection, delivery: Delivery, now: datetime) -> Outcome:
-    """Record ``delivery`` in the inbox (once) and apply it. The caller commits."""
-    parsed = delivery.parsed
-    dead = isinstance(parsed, Unapplicable)
-    inbox_id = insert_ignore(
+    """Record one delivery in the inbox (once) and apply it. The caller commits."""
+    return ingest_batch(conn, [delivery], now)[0]
+
+
+def ingest_batch(conn: Connection, deliveries: Sequence[Delivery], now: datetime) -> list[Outcome]:
+    """Record every delivery in the inbox (once) and apply the new ones, in the caller's
+    transaction. A delivery seen before (in an earlier batch or earlier in this one) is a
+    replay: it is answered as the first was, and changes nothing."""
+    outcomes: list[Outcome | None] = [None] * len(deliveries)
+    first_of: dict[tuple[int, str, str], int] = {}
+    fresh: list[int] = []
+    for i, delivery in enumerate(deliveries):
+        identity = (delivery.shop.id, delivery.source, delivery.external_id)
+        if identity not in first_of:
+            first_of[identity] = i
+            fresh.append(i)
+    inserted = _insert_inbox(conn, [deliveries[i] for i in fresh])
+
+    events: list[tuple[ShopRecord, CartEvent]] = []
+    event_rows: list[tuple[int, int]] = []  # (delivery index, inbox id)
+    for i in fresh:
+        delivery = deliveries[i]
+        parsed = delivery.parsed
+        inbox_id = inserted.get((delivery.shop.id, delivery.source, delivery.external_id))
+        if inbox_id is None:
+            outcomes[i] = _earlier_outcome(conn, delivery)
+        elif isinstance(parsed, Unapplicable):
+            outcomes[i] = Outcome("dead", inbox_id, reason=str(parsed))
+        elif isinstance(parsed, ComplianceRequest):
+            conn.execute(
+                _INSERT_PRIVACY,
+                {
+                    "shop_id": delivery.shop.id,
+                    "kind": parsed.topic,
+                    "inbox_event_id": inbox_id,
+                    "state": "pending",
+                    "received_at": now,
+                },
+            )
+            outcomes[i] = Outcome("applied", inbox_id)
+        else:
+            events.append((delivery.shop, parsed))
+            event_rows.append((i, inbox_id))
+
+    applied = apply_events(CartRepository(conn), events, now) if events else []
+    links = []
+    for (i, inbox_id), result in zip(event_rows, applied, strict=True):
+        outcomes[i] = Outcome("applied", inbox_id, cart_id=result.cart_id, created=result.created)
+        if result.cart_id is not None:
+            links.append({"_inbox_id": inbox_id, "_cart_id": result.cart_id})
+    if links:
+        conn.execute(_SET_INBOX_CART, links)
+
+    for i, delivery in enumerate(deliveries):
+        if outcomes[i] is None:  # a copy of a delivery earlier in this batch
+            first = outcomes[first_of[(delivery.shop.id, delivery.source, delivery.external_id)]]
+            assert first is not None
+            outcomes[i] = Outcome("duplicate", first.inbox_id, first.cart_id, first.reason)
+    return [o for o in outcomes if o is not None]
+
+
+def _insert_inbox(
+    conn: Connection, deliveries: Sequence[Delivery]
+) -> dict[tuple[int, str, str], int]:
+    """Insert the inbox rows; the ids of those that were new, by identity."""
+    rows = []
+    for delivery in deliveries:
+        parsed = delivery.parsed
+        dead = isinstance(parsed, Unapplicable)
+        rows.append(
+            {
+                "shop_id": delivery.shop.id,
+                "source": delivery.source,
+                "external_id": delivery.external_id,
+                "topic": delivery.topic[:64],
+                "status": InboxStatus.DEAD if dead else InboxStatus.APPLIED,
+                "reason": str(parsed) if dead else None,
+                "occurred_at": parsed.occurred_at if isinstance(parsed, CartEvent) else None,
+                "received_at": delivery.received_at,
+                "payload": delivery.body,
+            }
+        )
+    returned = insert_many_returning(
         conn,
         inbox,
-        {
-            "shop_id": delivery.shop.id,
-            "source": delivery.source,
-            "external_id": delivery.external_id,
-            "topic": delivery.topic[:64],
-            "status": InboxStatus.DEAD if dead else InboxStatus.APPLIED,
-            "reason": str(parsed) if dead else None,
-            "occurred_at": parsed.occurred_at if isinstance(parsed, CartEvent) else None,
-            "received_at": delivery.received_at,
-            "payload": delivery.body,
-        },
+        rows,
         conflict=("shop_id", "source", "external_id"),
+        returning=("id", "shop_id", "source", "external_id"),
     )
-    if inbox_id is None:
-        return _earlier_outcome(conn, delivery)
-    if isinstance(parsed, Unapplicable):
-        return Outcome("dead", inbox_id, reason=str(parsed))
-    return _apply(conn, delivery.shop, inbox_id, parsed, now)
+    return {(r.shop_id, r.source, r.external_id): r.id for r in returned}
 
 
 def _apply(
@@ -85,21 +154,23 @@ def _apply(
     parsed: CartEvent | ComplianceRequest,
     now: datetime,
 ) -> Outcome:
+    """Apply one already-recorded delivery (``events replay``)."""
     if isinstance(parsed, ComplianceRequest):
         conn.execute(
-            insert(privacy).values(
-                shop_id=shop.id,
-                kind=parsed.topic,
-                inbox_event_id=inbox_id,
-                state="pending",
-                received_at=now,
-            )
+            _INSERT_PRIVACY,
+            {
+                "shop_id": shop.id,
+                "kind": parsed.topic,
+                "inbox_event_id": inbox_id,
+                "state": "pending",
+                "received_at": now,
+            },
         )
         return Outcome("applied", inbox_id)
-    applied = apply_event(CartRepository(conn), shop, parsed, now)
+    [applied] = apply_events(CartRepository(conn), [(shop, parsed)], now)
     if applied.cart_id is not None:
         conn.execute(_SET_INBOX_CART, {"_inbox_id": inbox_id, "_cart_id": applied.cart_id})
-    return Outcome("applied", inbox_id, cart_id=applied.cart_id)
+    return Outcome("applied", inbox_id, cart_id=applied.cart_id, created=applied.created)
 
 
 def _earlier_outcome(conn: Connection, delivery: Delivery) -> Outcome:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cartnudge.clock import Clock
 from cartnudge.db.session import writing
-from cartnudge.intake.service import Delivery, Outcome, ingest, record_failure
+from cartnudge.intake.service import Delivery, Outcome, ingest, ingest_batch, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class IngestWriter:
         try:
             with writing(self.engine) as conn:
                 now = self.clock()
-                outcomes = [ingest(conn, delivery, now) for delivery, _ in batch]
+                outcomes = ingest_batch(conn, [delivery for delivery, _ in batch], now)
         except Exception as exc:
             if _is_unavailable(exc):
                 log.warning("database unavailable for a batch of %d: %s", len(batch), exc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from cartnudge.money import from_minor
+from cartnudge.money import minor_digits
 
 SMALL_BELOW = 40  # carts under this total are "small"
 BIG_FROM = 150  # carts from this total are "big"
@@ -22,10 +22,10 @@ FIRST_WAIT = {
 def size_tier(total_minor: int | None, currency: str | None) -> str:
     if total_minor is None or currency is None:
         return "medium"
-    total = from_minor(total_minor, currency)
-    if total < SMALL_BELOW:
+    unit = 10 ** minor_digits(currency)  # compare in minor units: exact and cheap
+    if total_minor < SMALL_BELOW * unit:
         return "small"
-    if total >= BIG_FROM:
+    if total_minor >= BIG_FROM * unit:
         return "big"
     return "medium"
 
