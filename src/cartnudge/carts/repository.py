@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, delete, insert, select, tuple_, update
 
 from cartnudge.db.models import AuditEntry, Cart, CartKey, CartStatus, InboxEvent, Order, table_of
-from cartnudge.db.portable import insert_ignore, insert_many_ignore
+from cartnudge.db.portable import insert_ignore, insert_many_ignore, insert_many_returning
 from cartnudge.db.types import UtcDateTime
 
 carts = table_of(Cart)
@@ -90,8 +90,16 @@ class CartRepository:
         if rows:
             self.conn.execute(_UPDATE_CART, rows)
 
-    def link_many(self, rows: list[dict[str, Any]]) -> None:
-        insert_many_ignore(self.conn, keys_t, rows, conflict=("shop_id", "kind", "value"))
+    def link_many(self, rows: list[dict[str, Any]]) -> set[tuple[int, str, str]]:
+        """Insert keys; the ones that were new (a key already taken is left alone)."""
+        inserted = insert_many_returning(
+            self.conn,
+            keys_t,
+            rows,
+            conflict=("shop_id", "kind", "value"),
+            returning=("shop_id", "kind", "value"),
+        )
+        return {(r.shop_id, r.kind, r.value) for r in inserted}
 
     def record_orders(self, rows: list[dict[str, Any]]) -> None:
         insert_many_ignore(self.conn, orders, rows, conflict=("shop_id", "source", "external_id"))

@@ -29,6 +29,12 @@ from cartnudge.timing.policy import first_wake_at
 Key = tuple[int, str, str]  # (shop id, key kind, key value)
 
 
+class ConcurrentChange(Exception):
+    """Another process changed a cart this batch read (PostgreSQL, several writers): a
+    cart it found was merged away, or a cart it created was created at the same moment
+    elsewhere. The whole batch is rolled back and applied again, seeing that change."""
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     cart_id: int | None
@@ -114,6 +120,8 @@ class _Batch:
         )
         self.groups = _group(items, keyed, self.known)
         self.stored = repo.load_many(c for g in self.groups for c in g.cart_ids)
+        if any(c not in self.stored for g in self.groups for c in g.cart_ids):
+            raise ConcurrentChange("a cart named by this batch was merged away meanwhile")
         self.orders = _keyless_orders_index(repo, items, self.groups, self.stored)
         self.inserts: list[tuple[int, str, CartState, dict[str, Any]]] = []
         self.updates: list[dict[str, Any]] = []
@@ -185,7 +193,10 @@ class _Batch:
                 for k in sorted(group.keys)
                 if self.known.get(k) != cart_id
             ]
-        repo.link_many(links)
+        inserted = repo.link_many(links)
+        wanted = {(r["shop_id"], r["kind"], r["value"]) for r in links}
+        if any(k not in self.known and k not in inserted for k in wanted):
+            raise ConcurrentChange("another writer created a cart for the same key meanwhile")
         repo.record_orders([{**row, "cart_id": self.group_cart[i]} for i, row in self.order_rows])
         for order_id, index in self.email_matches:
             repo.set_order_cart(order_id, self.group_cart[index])

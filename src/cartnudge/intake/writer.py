@@ -21,9 +21,10 @@ from typing import Final
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from cartnudge.carts.service import ConcurrentChange
 from cartnudge.clock import Clock
 from cartnudge.db.session import writing
-from cartnudge.intake.service import Delivery, Outcome, ingest, ingest_batch, record_failure
+from cartnudge.intake.service import Delivery, Outcome, ingest_batch, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,16 @@ class StorageUnavailable(Exception):
 # SQLite reports both outages and our own mistakes as OperationalError; only these mean
 # "try again later". A missing column is a bug: the delivery becomes a dead letter.
 _SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "readonly", "full")
+
+
+RACE_RETRIES = 5
+_PG_RACE_CODES = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def _is_race(exc: BaseException) -> bool:
+    if isinstance(exc, ConcurrentChange):
+        return True
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _PG_RACE_CODES
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -102,9 +113,7 @@ class IngestWriter:
         self.batches += 1
         self.deliveries += len(batch)
         try:
-            with writing(self.engine) as conn:
-                now = self.clock()
-                outcomes = ingest_batch(conn, [delivery for delivery, _ in batch], now)
+            outcomes = self._apply_with_retries([delivery for delivery, _ in batch])
         except Exception as exc:
             if _is_unavailable(exc):
                 log.warning("database unavailable for a batch of %d: %s", len(batch), exc)
@@ -118,10 +127,21 @@ class IngestWriter:
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             future.set_result(outcome)
 
+    def _apply_with_retries(self, deliveries: list[Delivery]) -> list[Outcome]:
+        """One transaction for the batch, tried again when another writer raced it."""
+        for attempt in range(1, RACE_RETRIES + 1):
+            try:
+                with writing(self.engine) as conn:
+                    return ingest_batch(conn, deliveries, self.clock())
+            except Exception as exc:
+                if attempt == RACE_RETRIES or not _is_race(exc):
+                    raise
+                log.info("batch raced another writer (%s); retrying", type(exc).__name__)
+        raise AssertionError("unreachable")
+
     def _write_one(self, delivery: Delivery, future: Future[Outcome]) -> None:
         try:
-            with writing(self.engine) as conn:
-                outcome = ingest(conn, delivery, self.clock())
+            [outcome] = self._apply_with_retries([delivery])
         except Exception as exc:
             if _is_unavailable(exc):
                 future.set_exception(StorageUnavailable(str(exc)))

@@ -1,0 +1,79 @@
+"""Two web processes' writers racing on the same carts: one cart per key, each delivery once."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import Future
+from datetime import timedelta
+
+import orjson
+from sqlalchemy import Engine, func, select
+
+from cartnudge.clock import FrozenClock
+from cartnudge.db.engine import make_engine
+from cartnudge.db.models import Cart, CartKey, table_of
+from cartnudge.db.session import reading
+from cartnudge.intake.examples import storefront_event
+from cartnudge.intake.lanes import parse_payload
+from cartnudge.intake.service import Delivery, Outcome
+from cartnudge.intake.writer import IngestWriter
+from cartnudge.shops.repository import ShopRecord
+from tests.conftest import T0
+from tests.intake.helpers import stored_counts
+
+CARTS = 40
+EVENTS_PER_CART = 8
+
+
+def deliveries(shop: ShopRecord) -> list[Delivery]:
+    out = []
+    for cart in range(CARTS):
+        for n in range(EVENTS_PER_CART):
+            event = storefront_event(
+                cart_id=f"c{cart}", event_id=f"e{cart}-{n}", occurred_at=T0 + timedelta(minutes=n)
+            )
+            body = orjson.dumps(event).decode()
+            parsed = parse_payload("storefront", event["type"], f"m{cart}-{n}", event, shop, T0)  # type: ignore[arg-type]
+            out.append(
+                Delivery(shop, "storefront", f"m{cart}-{n}", "checkout_started", body, parsed, T0)
+            )
+    return out
+
+
+def test_two_writers_never_make_two_carts_for_one_key(
+    engine: Engine, shop: ShopRecord, clock: FrozenClock
+) -> None:
+    # A second engine is a second process's connection pool.
+    other = make_engine(engine.url.render_as_string(hide_password=False))
+    writers = [IngestWriter(engine, clock, batch_max=16), IngestWriter(other, clock, batch_max=16)]
+    work = deliveries(shop)
+    # Every delivery goes to a random writer; both start with full queues, so their
+    # batches overlap and create the same carts at the same moment.
+    rnd = random.Random(7)
+    futures: list[Future[Outcome]] = [
+        rnd.choice(writers).submit(delivery) for delivery in rnd.sample(work, len(work))
+    ]
+    for writer in writers:
+        writer.start()
+    outcomes = [future.result(timeout=120) for future in futures]
+    # Then a third again, through the other process: retries that found the other door.
+    again = [rnd.choice(writers).submit(d) for d in work if rnd.random() < 0.33]
+    outcomes += [future.result(timeout=120) for future in again]
+    for writer in writers:
+        writer.stop()
+    other.dispose()
+
+    assert {o.status for o in outcomes} <= {"applied", "duplicate"}
+    counts = stored_counts(engine)
+    assert counts["inbox_events"] == len(work)
+    assert counts["carts"] == CARTS
+    keys, carts = table_of(CartKey), table_of(Cart)
+    with reading(engine) as conn:
+        orphans = conn.execute(
+            select(func.count()).select_from(keys).where(keys.c.cart_id.not_in(select(carts.c.id)))
+        ).scalar_one()
+        latest = conn.execute(select(func.count()).select_from(carts).where(
+            carts.c.last_activity_at == T0 + timedelta(minutes=EVENTS_PER_CART - 1)
+        )).scalar_one()  # fmt: skip
+    assert orphans == 0
+    assert latest == CARTS
