@@ -9,7 +9,10 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
+from starlette.datastructures import State
 from starlette.responses import Response
+from starlette.routing import Router
+from starlette.types import Receive, Scope, Send
 
 from cartnudge import __version__
 from cartnudge.clock import Clock, system_clock
@@ -18,14 +21,61 @@ from cartnudge.db.engine import make_engine
 from cartnudge.db.session import reading
 from cartnudge.http import json_response
 from cartnudge.intake.endpoints import IntakeContext
-from cartnudge.intake.endpoints import router as intake_router
+from cartnudge.intake.endpoints import openapi_paths as intake_paths
+from cartnudge.intake.endpoints import routes as intake_routes
 from cartnudge.intake.writer import IngestWriter
 from cartnudge.shops.cache import ShopCache
 
 
+def _publish_schemas(app: FastAPI) -> None:
+    """Add the webhook lanes (plain routes that read raw bytes) and the models they
+    validate themselves to the OpenAPI document."""
+    from typing import Any
+
+    from cartnudge.intake.schemas import StorefrontEvent
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            model = StorefrontEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(model.pop("$defs", {}))
+            components["StorefrontEvent"] = model
+            schema.setdefault("paths", {}).update(intake_paths)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class Front:
+    """The process's ASGI app. Webhooks go straight to their lanes, past FastAPI's
+    middleware, telemetry and parameter machinery (which cost more per request than
+    verifying and storing a webhook); everything else goes to the FastAPI app."""
+
+    WEBHOOKS = "/webhooks/"
+
+    def __init__(self, api: FastAPI) -> None:
+        self.api = api
+        self.webhooks = Router(routes=intake_routes)
+
+    @property
+    def state(self) -> State:
+        return self.api.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.WEBHOOKS):
+            scope["app"] = self.api  # what ``request.app`` is inside a lane
+            await self.webhooks(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
 def create_app(
     settings: Settings, *, engine: Engine | None = None, clock: Clock = system_clock
-) -> FastAPI:
+) -> Front:
     engine = engine or make_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
     writer = IngestWriter(engine, clock, batch_max=settings.ingest_batch_max)
 
@@ -45,7 +95,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.intake = IntakeContext(ShopCache(engine), writer, clock)
-    app.include_router(intake_router)
+    _publish_schemas(app)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     def healthz() -> Response:
@@ -60,4 +110,9 @@ def create_app(
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return Front(app)
+
+
+def app_from_environment() -> Front:
+    """The app for one of several web processes (``cartnudge serve --workers N``)."""
+    return create_app(Settings())

@@ -96,22 +96,39 @@ def _root(ctx: typer.Context) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Web processes (each with its own writer).")
+    ] = 1,
 ) -> None:
     """Run the web app (webhook lanes) on the configured database."""
     import logging
+    import os
 
     import uvicorn
 
     from cartnudge.app import create_app
 
     rt = runtime()
-    if "CARTNUDGE_PUBLIC_URL" not in __import__("os").environ:
+    if "CARTNUDGE_PUBLIC_URL" not in os.environ:
         rt.settings.public_url = f"http://{host}:{port}"
+        os.environ["CARTNUDGE_PUBLIC_URL"] = rt.settings.public_url  # for worker processes
     logging.basicConfig(
         level=rt.settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _ensure_demo_shop(rt)
+    if workers > 1:
+        # Each process builds its own app (engine, writer) from the environment.
+        rt.close()
+        uvicorn.run(
+            "cartnudge.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+        return
     uvicorn.run(
         create_app(rt.settings, engine=rt.engine), host=host, port=port, log_level="warning"
     )

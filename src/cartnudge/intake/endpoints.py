@@ -6,16 +6,18 @@ answered 2xx before the delivery is committed.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Request
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from cartnudge.clock import Clock, parse_instant
 from cartnudge.config import MAX_BODY_BYTES
@@ -30,7 +32,38 @@ from cartnudge.measurement.metrics import WEBHOOKS_ACCEPTED, WEBHOOKS_REJECTED
 from cartnudge.shops.cache import ShopCache
 from cartnudge.shops.repository import ShopRecord
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+# The lanes are plain Starlette routes, not FastAPI ones: FastAPI's per-request parameter
+# and dependency machinery costs more than verifying, parsing and storing a webhook. They
+# are described in the OpenAPI document by hand (``openapi_paths``).
+Endpoint = Callable[[Request], Awaitable[Response]]
+routes: list[Route] = []
+openapi_paths: dict[str, dict[str, Any]] = {}
+
+
+def _lane(
+    path: str, summary: str, operation: str, extra: dict[str, Any]
+) -> Callable[[Endpoint], Endpoint]:
+    def register(endpoint: Endpoint) -> Endpoint:
+        routes.append(Route(path, endpoint, methods=["POST"], name=operation))
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", path)
+        ]
+        operation_doc = {
+            "tags": ["webhooks"],
+            "summary": summary,
+            "operationId": operation,
+            **extra,
+            "parameters": parameters + extra["parameters"],
+        }
+        operation_doc["responses"] = {
+            "200": {"description": "stored (or a replay); body says applied, duplicate or dead"},
+            **extra["responses"],
+        }
+        openapi_paths[path] = {"post": operation_doc}
+        return endpoint
+
+    return register
 
 
 class Refused(Exception):
@@ -52,12 +85,37 @@ class IntakeContext:
         self.clock = clock
 
 
-def get_context(request: Request) -> IntakeContext:
+def context_of(request: Request) -> IntakeContext:
     context: IntakeContext = request.app.state.intake
     return context
 
 
-Context = Annotated[IntakeContext, Depends(get_context)]
+def _documented(headers: dict[str, str], body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAPI for a lane whose headers and body we read raw (signatures need the bytes)."""
+    extra: dict[str, Any] = {
+        "parameters": [
+            {
+                "name": name,
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": text,
+            }
+            for name, text in headers.items()
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": body or {"type": "object"}}},
+        },
+        "responses": {
+            "401": {"description": "missing, wrong or stale signature; nothing stored"},
+            "400": {"description": "signed body is not JSON; nothing stored"},
+            "404": {"description": "unknown shop"},
+            "413": {"description": "body over 1 MiB"},
+            "503": {"description": "storage unavailable; retry"},
+        },
+    }
+    return extra
 
 
 async def read_body(request: Request) -> bytes:
@@ -103,7 +161,7 @@ def body_digest(body: bytes) -> str:
 
 async def deliver(context: IntakeContext, delivery: Delivery) -> Outcome:
     try:
-        return await asyncio.wrap_future(context.writer.submit(delivery))
+        return await context.writer.deliver(delivery)
     except StorageUnavailable as exc:
         raise Refused(503, "unavailable", "storage unavailable; retry later") from exc
 
@@ -122,29 +180,38 @@ def refusal(lane: str, refused: Refused) -> Response:
     return json_response({"error": refused.message}, status_code=refused.status)
 
 
-@router.post("/shopify", summary="Shopify webhooks (checkouts, carts, orders, compliance)")
-async def shopify_webhook(
-    request: Request,
-    context: Context,
-    x_shopify_shop_domain: Annotated[str | None, Header()] = None,
-    x_shopify_hmac_sha256: Annotated[str | None, Header()] = None,
-    x_shopify_topic: Annotated[str | None, Header()] = None,
-    x_shopify_webhook_id: Annotated[str | None, Header()] = None,
-    x_shopify_event_id: Annotated[str | None, Header()] = None,
-    x_shopify_triggered_at: Annotated[str | None, Header()] = None,
-) -> Response:
+@_lane(
+    "/webhooks/shopify",
+    "Shopify webhooks (checkouts, carts, orders, compliance)",
+    "shopify_webhook",
+    _documented(
+        {
+            "X-Shopify-Shop-Domain": "the shop, as name.myshopify.com",
+            "X-Shopify-Hmac-Sha256": "base64 HMAC-SHA256 of the body with the app secret",
+            "X-Shopify-Topic": "e.g. checkouts/update",
+            "X-Shopify-Webhook-Id": "delivery id; a repeat is answered 200 and ignored",
+        }
+    ),
+)
+async def shopify_webhook(request: Request) -> Response:
+    context = context_of(request)
+    headers = request.headers
     try:
         body = await read_body(request)
-        shop = await find_shop(context, "shopify", x_shopify_shop_domain or "")
+        shop = await find_shop(context, "shopify", headers.get("x-shopify-shop-domain", ""))
         try:
-            verify_shopify(body, x_shopify_hmac_sha256, shop.shopify_secret)
+            verify_shopify(body, headers.get("x-shopify-hmac-sha256"), shop.shopify_secret)
         except BadSignature as exc:
             raise Refused(401, "bad_signature", str(exc)) from exc
         payload = parse_json(body)
         now = context.clock()
-        topic = (x_shopify_topic or "").strip()
-        triggered = _header_time(x_shopify_triggered_at) or now
-        delivery_id = x_shopify_webhook_id or x_shopify_event_id or body_digest(body)
+        topic = headers.get("x-shopify-topic", "").strip()
+        triggered = _header_time(headers.get("x-shopify-triggered-at")) or now
+        delivery_id = (
+            headers.get("x-shopify-webhook-id")
+            or headers.get("x-shopify-event-id")
+            or body_digest(body)
+        )
         parsed = parse_payload("shopify", topic, delivery_id, payload, shop, triggered)
         outcome = await deliver(
             context,
@@ -165,18 +232,20 @@ async def shopify_webhook(
     return answer("shopify", outcome)
 
 
-@router.post("/stripe/{shop_slug}", summary="Stripe Checkout events")
-async def stripe_webhook(
-    shop_slug: str,
-    request: Request,
-    context: Context,
-    stripe_signature: Annotated[str | None, Header()] = None,
-) -> Response:
+@_lane(
+    "/webhooks/stripe/{shop_slug}",
+    "Stripe Checkout events",
+    "stripe_webhook",
+    _documented({"Stripe-Signature": "t=<unix time>,v1=<hex HMAC-SHA256>; 300 s tolerance"}),
+)
+async def stripe_webhook(request: Request) -> Response:
+    context = context_of(request)
+    shop_slug = request.path_params["shop_slug"]
     try:
         body = await read_body(request)
         shop = await find_shop(context, "slug", shop_slug)
         try:
-            verify_stripe(body, stripe_signature, shop.stripe_secret)
+            verify_stripe(body, request.headers.get("stripe-signature"), shop.stripe_secret)
         except BadSignature as exc:
             raise Refused(401, "bad_signature", str(exc)) from exc
         payload = parse_json(body)
@@ -206,26 +275,30 @@ async def stripe_webhook(
     return answer("stripe", outcome)
 
 
-@router.post("/storefront/{shop_slug}", summary="Any storefront (Standard Webhooks)")
-async def storefront_webhook(
-    shop_slug: str,
-    request: Request,
-    context: Context,
-    webhook_id: Annotated[str | None, Header()] = None,
-    webhook_timestamp: Annotated[str | None, Header()] = None,
-    webhook_signature: Annotated[str | None, Header()] = None,
-) -> Response:
+@_lane(
+    "/webhooks/storefront/{shop_slug}",
+    "Any storefront (Standard Webhooks)",
+    "storefront_webhook",
+    _documented(
+        {
+            "webhook-id": "message id; a repeat is answered as the first time and ignored",
+            "webhook-timestamp": "unix seconds; 5 minutes tolerance",
+            "webhook-signature": "v1,<base64 HMAC-SHA256>; several, space-separated",
+        },
+        {"$ref": "#/components/schemas/StorefrontEvent"},
+    ),
+)
+async def storefront_webhook(request: Request) -> Response:
+    context = context_of(request)
+    shop_slug = request.path_params["shop_slug"]
+    webhook_id = request.headers.get("webhook-id")
     try:
         body = await read_body(request)
         shop = await find_shop(context, "slug", shop_slug)
         headers = {
             name: value
-            for name, value in (
-                ("webhook-id", webhook_id),
-                ("webhook-timestamp", webhook_timestamp),
-                ("webhook-signature", webhook_signature),
-            )
-            if value is not None
+            for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+            if (value := request.headers.get(name)) is not None
         }
         try:
             verify_standard(body, headers, shop.storefront_secrets)

@@ -12,6 +12,8 @@ delivery cannot take its neighbours down; one that still fails is kept as a dead
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -61,14 +63,18 @@ def _is_unavailable(exc: BaseException) -> bool:
     return True
 
 
+# Who waits for a delivery: a thread (a concurrent future) or a coroutine on an event
+# loop (that loop and an asyncio future, resolved from the loop's own thread).
+Waiter = Future[Outcome] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[Outcome]"]
+Result = Outcome | BaseException
+
+
 class IngestWriter:
     def __init__(self, engine: Engine, clock: Clock, *, batch_max: int = 256) -> None:
         self.engine = engine
         self.clock = clock
         self.batch_max = batch_max
-        self._queue: queue.SimpleQueue[tuple[Delivery, Future[Outcome]] | object] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[tuple[Delivery, Waiter] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0  # for the benchmark's report: deliveries per commit
         self.deliveries = 0
@@ -85,9 +91,18 @@ class IngestWriter:
             self._thread = None
 
     def submit(self, delivery: Delivery) -> Future[Outcome]:
+        """Queue a delivery from any thread; the future resolves after its commit."""
         future: Future[Outcome] = Future()
         self._queue.put((delivery, future))
         return future
+
+    async def deliver(self, delivery: Delivery) -> Outcome:
+        """Queue a delivery from a coroutine and wait for its commit. A whole batch is
+        handed back to the loop in one call, not one wake-up per delivery."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._queue.put((delivery, (loop, future)))
+        return await future
 
     def _run(self) -> None:
         while True:
@@ -105,27 +120,23 @@ class IngestWriter:
                     stop = True
                     break
                 batch.append(item)
-            self._write([b for b in batch if isinstance(b, tuple)])
+            work = [b for b in batch if isinstance(b, tuple)]
+            results = self._write([delivery for delivery, _ in work])
+            _settle([(waiter, result) for (_, waiter), result in zip(work, results, strict=True)])
             if stop:
                 return
 
-    def _write(self, batch: list[tuple[Delivery, Future[Outcome]]]) -> None:
+    def _write(self, deliveries: list[Delivery]) -> list[Result]:
         self.batches += 1
-        self.deliveries += len(batch)
+        self.deliveries += len(deliveries)
         try:
-            outcomes = self._apply_with_retries([delivery for delivery, _ in batch])
+            return list(self._apply_with_retries(deliveries))
         except Exception as exc:
             if _is_unavailable(exc):
-                log.warning("database unavailable for a batch of %d: %s", len(batch), exc)
-                for _, future in batch:
-                    future.set_exception(StorageUnavailable(str(exc)))
-                return
-            log.exception("batch of %d failed; applying one by one", len(batch))
-            for delivery, future in batch:
-                self._write_one(delivery, future)
-            return
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            future.set_result(outcome)
+                log.warning("database unavailable for a batch of %d: %s", len(deliveries), exc)
+                return [StorageUnavailable(str(exc)) for _ in deliveries]
+            log.exception("batch of %d failed; applying one by one", len(deliveries))
+            return [self._write_one(delivery) for delivery in deliveries]
 
     def _apply_with_retries(self, deliveries: list[Delivery]) -> list[Outcome]:
         """One transaction for the batch, tried again when another writer raced it."""
@@ -139,13 +150,12 @@ class IngestWriter:
                 log.info("batch raced another writer (%s); retrying", type(exc).__name__)
         raise AssertionError("unreachable")
 
-    def _write_one(self, delivery: Delivery, future: Future[Outcome]) -> None:
+    def _write_one(self, delivery: Delivery) -> Result:
         try:
             [outcome] = self._apply_with_retries([delivery])
         except Exception as exc:
             if _is_unavailable(exc):
-                future.set_exception(StorageUnavailable(str(exc)))
-                return
+                return StorageUnavailable(str(exc))
             log.exception(
                 "delivery %s/%s failed; kept as a dead letter",
                 delivery.source,
@@ -153,8 +163,34 @@ class IngestWriter:
             )
             try:
                 with writing(self.engine) as conn:
-                    outcome = record_failure(conn, delivery, type(exc).__name__)
+                    return record_failure(conn, delivery, type(exc).__name__)
             except Exception as second:
-                future.set_exception(StorageUnavailable(str(second)))
-                return
-        future.set_result(outcome)
+                return StorageUnavailable(str(second))
+        return outcome
+
+
+def _settle(settled: list[tuple[Waiter, Result]]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Result]]] = {}
+    for waiter, result in settled:
+        if isinstance(waiter, Future):
+            if isinstance(result, BaseException):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
+        else:
+            loop, future = waiter
+            by_loop.setdefault(loop, []).append((future, result))
+    for loop, items in by_loop.items():
+        # A closed loop has nobody waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, items)
+
+
+def _resolve(items: list[tuple[asyncio.Future[Outcome], Result]]) -> None:
+    for future, result in items:
+        if future.done():  # the request went away (client disconnected)
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
