@@ -1,0 +1,59 @@
+"""``cartnudge carts …``: the cart list for owners."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cartnudge.cli_support import emit, fail, runtime
+
+carts_app = typer.Typer(no_args_is_help=True, help="The cart list.")
+
+
+@carts_app.command("list")
+def carts_list(
+    shop: Annotated[str, typer.Option(help="Shop slug.")],
+    status: Annotated[
+        str | None, typer.Option(help="open, bought, closed, suppressed, written_off")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The shop's carts, most recently active first."""
+    from cartnudge.carts.queries import list_carts
+    from cartnudge.db.models import CartStatus
+    from cartnudge.db.session import reading
+
+    if status is not None and status not in {s.value for s in CartStatus}:
+        fail(f"unknown status {status!r}; choose one of {', '.join(s.value for s in CartStatus)}")
+    rt = runtime()
+    record = rt.shop(shop)
+    with reading(rt.engine) as conn:
+        rows = list_carts(conn, record.id, status=status, limit=limit)
+    if as_json:
+        emit(rows)
+        return
+    for row in rows:
+        total = (
+            "-" if row["total_minor"] is None else f"{row['total_minor']} {row['currency']} (minor)"
+        )
+        when, items = row["last_activity_at"], len(row["items"])
+        typer.echo(f"{row['id']:>8}  {row['status']:<11} {when}  {total}  {items} item(s)")
+
+
+@carts_app.command("show")
+def carts_show(
+    cart_id: Annotated[int, typer.Argument(help="Cart id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the default).")] = True,
+) -> None:
+    """One cart with its keys, event timeline and audit trail."""
+    from cartnudge.carts.queries import show_cart
+    from cartnudge.db.session import reading
+
+    rt = runtime()
+    with reading(rt.engine) as conn:
+        view = show_cart(conn, cart_id)
+    if view is None:
+        fail(f"no cart {cart_id}")
+    emit(view)

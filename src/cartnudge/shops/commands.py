@@ -1,0 +1,69 @@
+"""``cartnudge shop …``: add and list shops."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cartnudge.cli_support import emit, fail, instant, runtime
+from cartnudge.clock import system_clock
+
+shop_app = typer.Typer(no_args_is_help=True, help="Add and list shops.")
+
+
+@shop_app.command("add")
+def shop_add(
+    slug: Annotated[
+        str, typer.Argument(help="Short name used in URLs: lower-case, digits, dashes.")
+    ],
+    name: Annotated[str, typer.Option(help="The shop's name, as shoppers know it.")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Paris.")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 code, e.g. EUR.")],
+    shopify_domain: Annotated[str | None, typer.Option(help="name.myshopify.com")] = None,
+    shopify_secret: Annotated[str | None, typer.Option(help="The app's client secret.")] = None,
+    stripe_secret: Annotated[
+        str | None, typer.Option(help="Endpoint signing secret, whsec_…")
+    ] = None,
+    activated_at: Annotated[
+        str | None, typer.Option(help="RFC 3339 time; carts older than this are never reminded.")
+    ] = None,
+) -> None:
+    """Add a shop and print it as JSON, with its webhook URLs and secrets."""
+    from cartnudge.db.session import writing
+    from cartnudge.shops.service import ShopError, add_shop, describe
+
+    rt = runtime()
+    activated = instant(activated_at, "--activated-at") if activated_at else None
+    try:
+        with writing(rt.engine) as conn:
+            shop = add_shop(
+                conn,
+                slug=slug,
+                name=name,
+                timezone=timezone,
+                currency=currency,
+                now=system_clock(),
+                shopify_domain=shopify_domain,
+                shopify_secret=shopify_secret,
+                stripe_secret=stripe_secret,
+                activated_at=activated,
+            )
+    except ShopError as exc:
+        fail(str(exc))
+    emit(describe(shop, rt.settings.public_url))
+
+
+@shop_app.command("list")
+def shop_list(
+    show_secrets: Annotated[bool, typer.Option(help="Print secrets in full.")] = False,
+) -> None:
+    """List shops as JSON (secrets shortened unless --show-secrets)."""
+    from cartnudge.db.session import reading
+    from cartnudge.shops.repository import ShopRepository
+    from cartnudge.shops.service import describe
+
+    rt = runtime()
+    with reading(rt.engine) as conn:
+        shops = ShopRepository(conn).all()
+    emit([describe(s, rt.settings.public_url, show_secrets=show_secrets) for s in shops])
