@@ -1,0 +1,1 @@
+"""The intake benchmark: ``make bench`` (see bench/README.md)."""
