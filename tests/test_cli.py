@@ -40,6 +40,7 @@ def test_shop_add_prints_webhook_urls_and_secrets(cli: Any) -> None:
     assert result.exit_code == 0, result.output
     shop = json.loads(result.output)
     assert shop["currency"] == "EUR"
+    assert shop["order_match_window"] == "1w"  # the 7-day default
     hooks = shop["webhooks"]
     assert hooks["shopify"] == {
         "url": "https://carts.example/webhooks/shopify",
@@ -66,6 +67,9 @@ def test_shop_add_prints_webhook_urls_and_secrets(cli: Any) -> None:
         (["s", "--shopify-secret", "x"], "--shopify-domain is required"),
         (["s", "--stripe-secret", "sk_live_123"], "whsec_"),
         (["s", "--activated-at", "yesterday"], "--activated-at"),
+        (["s", "--order-match-window", "a week"], "--order-match-window"),
+        (["s", "--order-match-window", "0d"], "order match window must be more than 0"),
+        (["s", "--order-match-window", "91d"], "at most 90 days"),
     ],
 )
 def test_shop_add_refuses_bad_input_and_stores_nothing(

@@ -131,6 +131,26 @@ def test_order_with_no_tokens_matches_same_email_within_window(
     assert (cart.status == "bought") is bought
 
 
+def test_the_email_window_is_the_shops_own(
+    client: TestClient, engine: Engine, make_shop: Any
+) -> None:
+    from datetime import timedelta as td
+
+    shop = make_shop(order_match_window=td(hours=1))
+    order = load_fixture("shopify/rest/orders.json")["orders"][0]
+    order.update(cart_token=None, checkout_token=None, email="bob.norman@hostmail.com")
+    placed = T0 + td(hours=3)  # within the default week, outside this shop's hour
+    order.update(created_at=placed.isoformat(), processed_at=placed.isoformat())
+    post_shopify(
+        client, shop, "checkouts/create", current_checkout(updated_at=T0.isoformat()), "w1"
+    )
+
+    post_shopify(client, shop, "orders/create", order, "w2")
+
+    [cart] = carts(engine, shop.id)
+    assert cart.status == "open"
+
+
 def test_orders_create_and_paid_record_one_order(
     client: TestClient, engine: Engine, shop: ShopRecord
 ) -> None:

@@ -28,13 +28,24 @@ def shop_add(
     activated_at: Annotated[
         str | None, typer.Option(help="RFC 3339 time; carts older than this are never reminded.")
     ] = None,
+    order_match_window: Annotated[
+        str,
+        typer.Option(
+            help="An order naming no cart buys the same email's carts active this long before it."
+        ),
+    ] = "7d",
 ) -> None:
     """Add a shop and print it as JSON, with its webhook URLs and secrets."""
     from cartnudge.db.session import writing
+    from cartnudge.durations import DurationError, parse_duration
     from cartnudge.shops.service import ShopError, add_shop, describe
 
-    rt = runtime()
     activated = instant(activated_at, "--activated-at") if activated_at else None
+    try:
+        window = parse_duration(order_match_window)
+    except DurationError as exc:
+        fail(f"--order-match-window: {exc}")
+    rt = runtime()
     try:
         with writing(rt.engine) as conn:
             shop = add_shop(
@@ -48,6 +59,7 @@ def shop_add(
                 shopify_secret=shopify_secret,
                 stripe_secret=stripe_secret,
                 activated_at=activated,
+                order_match_window=window,
             )
     except ShopError as exc:
         fail(str(exc))

@@ -5,15 +5,19 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection
 
+from cartnudge.durations import format_duration
 from cartnudge.money import MoneyError, normalize_currency
 from cartnudge.shops.repository import ShopRecord, ShopRepository
 
+# An order that names no cart buys the same shopper's carts active this long before it.
+DEFAULT_ORDER_MATCH_WINDOW = timedelta(days=7)
+MAX_ORDER_MATCH_WINDOW = timedelta(days=90)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SHOPIFY_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 
@@ -39,6 +43,7 @@ def add_shop(
     shopify_secret: str | None = None,
     stripe_secret: str | None = None,
     activated_at: datetime | None = None,
+    order_match_window: timedelta = DEFAULT_ORDER_MATCH_WINDOW,
 ) -> ShopRecord:
     repo = ShopRepository(conn)
     if not SLUG.match(slug):
@@ -65,6 +70,8 @@ def add_shop(
             raise ShopError(f"shopify domain {domain} belongs to another shop")
     elif shopify_secret:
         raise ShopError("--shopify-domain is required with --shopify-secret")
+    if not timedelta(0) < order_match_window <= MAX_ORDER_MATCH_WINDOW:
+        raise ShopError("order match window must be more than 0 and at most 90 days")
     if stripe_secret is not None and not stripe_secret.startswith("whsec_"):
         raise ShopError("stripe secret must be the endpoint's signing secret (whsec_…)")
     return repo.insert(
@@ -77,7 +84,7 @@ def add_shop(
             "shopify_secret": shopify_secret,
             "stripe_secret": stripe_secret,
             "storefront_secrets": [new_standard_secret()],
-            "order_match_window_s": 7 * 86400,
+            "order_match_window_s": int(order_match_window.total_seconds()),
             "activated_at": activated_at or now,
             "created_at": now,
         }
@@ -100,6 +107,7 @@ def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) ->
         "timezone": shop.timezone,
         "currency": shop.currency,
         "activated_at": shop.activated_at.isoformat(),
+        "order_match_window": format_duration(timedelta(seconds=shop.order_match_window_s)),
         "webhooks": {
             "shopify": {
                 "url": f"{base}/webhooks/shopify",
