@@ -152,3 +152,42 @@ def test_dead_letters_listed_and_replaying_an_applied_event_is_refused(
     assert refused.exit_code == 2
     assert "not a dead letter" in refused.output
     assert stored_counts(engine) == before
+
+
+def test_storefront_secret_rotation_accepts_both_until_finished(
+    cli: Any, client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    from dataclasses import replace
+
+    old = shop.storefront_secrets[0]
+    started = json.loads(cli("shop", "rotate-secret", shop.slug).output)["webhooks"]["storefront"]
+    assert started["previous_secret"] == old
+    assert started["secret"] != old
+    assert cli("shop", "rotate-secret", shop.slug).exit_code == 2  # one rotation at a time
+
+    # The web process caches shops for a few seconds; a fresh app sees the change at once.
+    signed_with_old = replace(shop, storefront_secrets=(old,))
+    signed_with_new = replace(shop, storefront_secrets=(started["secret"],))
+    client.app.state.intake.shops.clear()  # type: ignore[attr-defined]
+    assert (
+        post_storefront(
+            client, signed_with_old, storefront_event(cart_id="a", occurred_at=T0)
+        ).status_code
+        == 200
+    )
+    assert (
+        post_storefront(
+            client, signed_with_new, storefront_event(cart_id="b", occurred_at=T0)
+        ).status_code
+        == 200
+    )
+
+    finished = json.loads(cli("shop", "rotate-secret", shop.slug, "--finish").output)
+    assert finished["webhooks"]["storefront"]["previous_secret"] is None
+    client.app.state.intake.shops.clear()  # type: ignore[attr-defined]
+    refused = post_storefront(
+        client, signed_with_old, storefront_event(cart_id="c", occurred_at=T0)
+    )
+    assert refused.status_code == 401
+    assert cli("shop", "rotate-secret", shop.slug, "--finish").exit_code == 2
+    assert cli("shop", "rotate-secret", "nope").exit_code == 2

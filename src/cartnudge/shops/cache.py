@@ -36,6 +36,10 @@ class ShopCache:
             return entry[1]
         return None
 
+    def clear(self) -> None:
+        """Forget every entry (after a change this process made itself, and in tests)."""
+        self._entries.clear()
+
     def _get(
         self, key: tuple[str, str], load: Callable[[ShopRepository], ShopRecord | None]
     ) -> ShopRecord | None:

@@ -79,3 +79,24 @@ def shop_list(
     with reading(rt.engine) as conn:
         shops = ShopRepository(conn).all()
     emit([describe(s, rt.settings.public_url, show_secrets=show_secrets) for s in shops])
+
+
+@shop_app.command("rotate-secret")
+def shop_rotate_secret(
+    slug: Annotated[str, typer.Argument(help="Shop slug.")],
+    finish: Annotated[
+        bool, typer.Option("--finish", help="Stop accepting the previous secret.")
+    ] = False,
+) -> None:
+    """Rotate the storefront signing secret: a new one is issued and the old one is still
+    accepted until `--finish`, so a store can switch without losing a delivery."""
+    from cartnudge.db.session import writing
+    from cartnudge.shops.service import ShopError, describe, rotate_storefront_secret
+
+    rt = runtime()
+    try:
+        with writing(rt.engine) as conn:
+            shop = rotate_storefront_secret(conn, slug, finish=finish)
+    except ShopError as exc:
+        fail(str(exc))
+    emit(describe(shop, rt.settings.public_url))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from cartnudge.db.models import Shop, table_of
 
@@ -69,6 +69,11 @@ class ShopRepository:
         return [
             ShopRecord.from_row(r) for r in self.conn.execute(select(shops).order_by(shops.c.id))
         ]
+
+    def set_storefront_secrets(self, shop_id: int, secrets: list[str]) -> None:
+        self.conn.execute(
+            update(shops).where(shops.c.id == shop_id).values(storefront_secrets=secrets)
+        )
 
     def insert(self, values: dict[str, Any]) -> ShopRecord:
         shop_id = self.conn.execute(

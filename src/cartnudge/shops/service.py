@@ -91,6 +91,28 @@ def add_shop(
     )
 
 
+def rotate_storefront_secret(conn: Connection, slug: str, *, finish: bool) -> ShopRecord:
+    """Start a rotation (a new secret first, the current one still accepted) or finish it
+    (only the newest secret is accepted). Stores sign with either while they switch."""
+    repo = ShopRepository(conn)
+    shop = repo.by_slug(slug)
+    if shop is None:
+        raise ShopError(f"no shop {slug!r}")
+    current = list(shop.storefront_secrets)
+    if finish:
+        if len(current) < 2:
+            raise ShopError("no rotation in progress: there is only one storefront secret")
+        secrets_after = current[:1]
+    else:
+        if len(current) > 1:
+            raise ShopError("a rotation is in progress; finish it first (--finish)")
+        secrets_after = [new_standard_secret(), *current]
+    repo.set_storefront_secrets(shop.id, secrets_after)
+    updated = repo.by_id(shop.id)
+    assert updated is not None
+    return updated
+
+
 def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) -> dict[str, Any]:
     """The shop as its owner needs it: where to point each source, and with which secret."""
     base = public_url.rstrip("/")
@@ -121,6 +143,10 @@ def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) ->
             "storefront": {
                 "url": f"{base}/webhooks/storefront/{shop.slug}",
                 "secret": secret(shop.storefront_secrets[0] if shop.storefront_secrets else None),
+                # During a rotation the previous secret is still accepted.
+                "previous_secret": secret(
+                    shop.storefront_secrets[1] if len(shop.storefront_secrets) > 1 else None
+                ),
             },
         },
     }
