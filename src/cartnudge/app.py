@@ -23,6 +23,7 @@ from cartnudge.http import json_response
 from cartnudge.intake.endpoints import IntakeContext
 from cartnudge.intake.endpoints import openapi_paths as intake_paths
 from cartnudge.intake.endpoints import routes as intake_routes
+from cartnudge.intake.remote import RemoteWriter
 from cartnudge.intake.writer import IngestWriter
 from cartnudge.shops.cache import ShopCache
 
@@ -77,7 +78,11 @@ def create_app(
     settings: Settings, *, engine: Engine | None = None, clock: Clock = system_clock
 ) -> Front:
     engine = engine or make_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
-    writer = IngestWriter(engine, clock, batch_max=settings.ingest_batch_max)
+    writer: IngestWriter | RemoteWriter
+    if settings.ingest_socket is not None:
+        writer = RemoteWriter(settings.ingest_socket)
+    else:
+        writer = IngestWriter(engine, clock, batch_max=settings.ingest_batch_max)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

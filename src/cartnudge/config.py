@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         ge=1,
         description="Most webhook events committed in one transaction by the ingest writer.",
     )
+    ingest_socket: Path | None = Field(
+        default=None,
+        description="Unix socket of a separate ingest writer process (set by `serve`).",
+    )
     db_pool_size: int = Field(default=5, ge=1, description="Connections per process (PostgreSQL).")
     log_level: str = Field(default="INFO", description="Python logging level name.")
 

@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,7 +27,7 @@ from cartnudge.intake.events import Unapplicable
 from cartnudge.intake.lanes import parse_payload
 from cartnudge.intake.service import Delivery, Outcome
 from cartnudge.intake.signatures import BadSignature, verify_shopify, verify_standard, verify_stripe
-from cartnudge.intake.writer import IngestWriter, StorageUnavailable
+from cartnudge.intake.writer import StorageUnavailable
 from cartnudge.measurement.metrics import WEBHOOKS_ACCEPTED, WEBHOOKS_REJECTED
 from cartnudge.shops.cache import ShopCache
 from cartnudge.shops.repository import ShopRecord
@@ -76,10 +76,20 @@ class Refused(Exception):
         self.message = message
 
 
+class Writer(Protocol):
+    """Where a verified delivery goes: the in-process writer or the writer process."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    async def deliver(self, delivery: Delivery) -> Outcome: ...
+
+
 class IntakeContext:
     """What the lanes need, built once at the composition root."""
 
-    def __init__(self, shops: ShopCache, writer: IngestWriter, clock: Clock) -> None:
+    def __init__(self, shops: ShopCache, writer: Writer, clock: Clock) -> None:
         self.shops = shops
         self.writer = writer
         self.clock = clock

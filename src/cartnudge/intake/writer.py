@@ -121,12 +121,13 @@ class IngestWriter:
                     break
                 batch.append(item)
             work = [b for b in batch if isinstance(b, tuple)]
-            results = self._write([delivery for delivery, _ in work])
+            results = self.write_batch([delivery for delivery, _ in work])
             _settle([(waiter, result) for (_, waiter), result in zip(work, results, strict=True)])
             if stop:
                 return
 
-    def _write(self, deliveries: list[Delivery]) -> list[Result]:
+    def write_batch(self, deliveries: list[Delivery]) -> list[Result]:
+        """Commit a batch in this thread; a result (or a StorageUnavailable) per delivery."""
         self.batches += 1
         self.deliveries += len(deliveries)
         try:
