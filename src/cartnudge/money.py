@@ -45,7 +45,3 @@ def to_minor(amount: str | int | float | Decimal, currency: str) -> int:
     if scaled != scaled.to_integral_value():
         raise MoneyError(f"{amount!r} has more decimals than {currency} allows")
     return int(scaled)
-
-
-def from_minor(minor: int, currency: str) -> Decimal:
-    return Decimal(minor).scaleb(-minor_digits(currency))

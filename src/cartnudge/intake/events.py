@@ -22,7 +22,6 @@ class KeyKind(StrEnum):
     SHOPIFY_CHECKOUT_ID = "shopify_checkout_id"
     STRIPE_SESSION = "stripe_session"
     STOREFRONT_CART = "storefront_cart"
-    IMPORT_CART = "import_cart"
 
 
 class Unapplicable(ValueError):

@@ -49,10 +49,6 @@ class Outcome:
     reason: str | None = None
     created: bool = False  # the delivery made a new cart
 
-    @property
-    def stored(self) -> bool:
-        return self.status != "duplicate"
-
 
 def ingest(conn: Connection, delivery: Delivery, now: datetime) -> Outcome:
     """Record one delivery in the inbox (once) and apply it. The caller commits."""
@@ -73,8 +69,8 @@ def ingest_batch(conn: Connection, deliveries: Sequence[Delivery], now: datetime
             fresh.append(i)
     inserted = _insert_inbox(conn, [deliveries[i] for i in fresh])
 
-    events: list[tuple[ShopRecord, CartEvent]] = []
-    event_rows: list[tuple[int, int]] = []  # (delivery index, inbox id)
+    recorded: list[tuple[ShopRecord, int, CartEvent | ComplianceRequest]] = []
+    recorded_at: list[int] = []  # delivery index of each recorded item
     for i in fresh:
         delivery = deliveries[i]
         parsed = delivery.parsed
@@ -83,30 +79,11 @@ def ingest_batch(conn: Connection, deliveries: Sequence[Delivery], now: datetime
             outcomes[i] = _earlier_outcome(conn, delivery)
         elif isinstance(parsed, Unapplicable):
             outcomes[i] = Outcome("dead", inbox_id, reason=str(parsed))
-        elif isinstance(parsed, ComplianceRequest):
-            conn.execute(
-                _INSERT_PRIVACY,
-                {
-                    "shop_id": delivery.shop.id,
-                    "kind": parsed.topic,
-                    "inbox_event_id": inbox_id,
-                    "state": "pending",
-                    "received_at": now,
-                },
-            )
-            outcomes[i] = Outcome("applied", inbox_id)
         else:
-            events.append((delivery.shop, parsed))
-            event_rows.append((i, inbox_id))
-
-    applied = apply_events(CartRepository(conn), events, now) if events else []
-    links = []
-    for (i, inbox_id), result in zip(event_rows, applied, strict=True):
-        outcomes[i] = Outcome("applied", inbox_id, cart_id=result.cart_id, created=result.created)
-        if result.cart_id is not None:
-            links.append({"_inbox_id": inbox_id, "_cart_id": result.cart_id})
-    if links:
-        conn.execute(_SET_INBOX_CART, links)
+            recorded.append((delivery.shop, inbox_id, parsed))
+            recorded_at.append(i)
+    for i, outcome in zip(recorded_at, _apply_recorded(conn, recorded, now), strict=True):
+        outcomes[i] = outcome
 
     for i, delivery in enumerate(deliveries):
         if outcomes[i] is None:  # a copy of a delivery earlier in this batch
@@ -147,30 +124,43 @@ def _insert_inbox(
     return {(r.shop_id, r.source, r.external_id): r.id for r in returned}
 
 
-def _apply(
+def _apply_recorded(
     conn: Connection,
-    shop: ShopRecord,
-    inbox_id: int,
-    parsed: CartEvent | ComplianceRequest,
+    items: Sequence[tuple[ShopRecord, int, CartEvent | ComplianceRequest]],
     now: datetime,
-) -> Outcome:
-    """Apply one already-recorded delivery (``events replay``)."""
-    if isinstance(parsed, ComplianceRequest):
-        conn.execute(
-            _INSERT_PRIVACY,
-            {
-                "shop_id": shop.id,
-                "kind": parsed.topic,
-                "inbox_event_id": inbox_id,
-                "state": "pending",
-                "received_at": now,
-            },
+) -> list[Outcome]:
+    """Act on deliveries already in the inbox (fresh ones, or a replayed dead letter):
+    compliance requests are queued for the privacy stage, cart events applied as a batch."""
+    outcomes: dict[int, Outcome] = {}
+    events: list[tuple[ShopRecord, CartEvent]] = []
+    event_inbox: list[int] = []
+    for shop, inbox_id, parsed in items:
+        if isinstance(parsed, ComplianceRequest):
+            conn.execute(
+                _INSERT_PRIVACY,
+                {
+                    "shop_id": shop.id,
+                    "kind": parsed.topic,
+                    "inbox_event_id": inbox_id,
+                    "state": "pending",
+                    "received_at": now,
+                },
+            )
+            outcomes[inbox_id] = Outcome("applied", inbox_id)
+        else:
+            events.append((shop, parsed))
+            event_inbox.append(inbox_id)
+    applied = apply_events(CartRepository(conn), events, now) if events else []
+    links = []
+    for inbox_id, result in zip(event_inbox, applied, strict=True):
+        outcomes[inbox_id] = Outcome(
+            "applied", inbox_id, cart_id=result.cart_id, created=result.created
         )
-        return Outcome("applied", inbox_id)
-    [applied] = apply_events(CartRepository(conn), [(shop, parsed)], now)
-    if applied.cart_id is not None:
-        conn.execute(_SET_INBOX_CART, {"_inbox_id": inbox_id, "_cart_id": applied.cart_id})
-    return Outcome("applied", inbox_id, cart_id=applied.cart_id, created=applied.created)
+        if result.cart_id is not None:
+            links.append({"_inbox_id": inbox_id, "_cart_id": result.cart_id})
+    if links:
+        conn.execute(_SET_INBOX_CART, links)
+    return [outcomes[inbox_id] for _, inbox_id, _ in items]
 
 
 def _earlier_outcome(conn: Connection, delivery: Delivery) -> Outcome:
@@ -261,4 +251,4 @@ def replay(conn: Connection, inbox_id: int, now: datetime) -> Outcome:
             occurred_at=parsed.occurred_at if isinstance(parsed, CartEvent) else None,
         )
     )
-    return _apply(conn, shop, inbox_id, parsed, now)
+    return _apply_recorded(conn, [(shop, inbox_id, parsed)], now)[0]
