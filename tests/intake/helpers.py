@@ -78,3 +78,16 @@ def cart_state(engine: Engine, shop_id: int) -> list[dict[str, Any]]:
             content = {k: v for k, v in row._mapping.items() if k not in skip}
             out.append({"keys": keys, **content})
     return sorted(out, key=lambda c: c["keys"])
+
+
+def stripe_completed_event(session_id: str) -> dict[str, Any]:
+    """A ``checkout.session.completed`` event for a session (paid), built from the same
+    envelope as the example expired event."""
+    from datetime import UTC, datetime
+
+    from cartnudge.intake.examples import stripe_expired_event
+
+    event: dict[str, Any] = stripe_expired_event(session_id=session_id, created=datetime.now(UTC))
+    event["type"] = "checkout.session.completed"
+    event["data"]["object"].update(status="complete", payment_status="paid")
+    return event

@@ -18,11 +18,10 @@ from cartnudge.clock import FrozenClock
 from cartnudge.db.models import CartKey, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.csv_import import Format, ImportRefused, import_csv, read_table
-from cartnudge.intake.examples import stripe_expired_event
 from cartnudge.intake.service import dead_letters, replay
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, ShopFactory
-from tests.intake.helpers import carts, post_stripe, stored_counts
+from tests.intake.helpers import carts, post_stripe, stored_counts, stripe_completed_event
 
 DATA = Path(__file__).parent / "data"
 HEADER = "cart_id,occurred_at,email,currency,total,status,order_id"
@@ -251,11 +250,7 @@ def test_an_imported_session_then_its_completed_webhook_end_bought_on_one_cart(
         "cs_test_later,2026-03-13 16:00,shopper@example.com,58.00,eur,expired,unpaid\n"
     )
     import_csv(engine, shop, csv.read_bytes(), clock())
-    event: Any = stripe_expired_event(session_id="cs_test_later", created=T0)
-    event["type"] = "checkout.session.completed"
-    event["data"]["object"].update(status="complete", payment_status="paid")
-
-    response = post_stripe(client, shop, event)
+    response = post_stripe(client, shop, stripe_completed_event("cs_test_later"))
 
     assert response.status_code == 200, response.text
     [cart] = carts(engine, shop.id)

@@ -18,11 +18,10 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner, Result
 
 from cartnudge.cli import app
-from cartnudge.intake.examples import stripe_expired_event
 from cartnudge.intake.reconcile import reconcile_stripe
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, load_fixture
-from tests.intake.helpers import carts, post_stripe, stored_counts
+from tests.intake.helpers import carts, post_stripe, stored_counts, stripe_completed_event
 
 GOOD_KEY = "sk_test_reconcile"
 SINCE = T0 - timedelta(days=2)
@@ -221,11 +220,7 @@ def test_a_later_real_webhook_lands_on_the_reconciled_cart(
 ) -> None:
     stripe_api.sessions = [session("cs_late", "expired", 30)]
     reconcile_stripe(engine, shop, GOOD_KEY, SINCE, T0, api_base=stripe_api.base)
-    event: Any = stripe_expired_event(session_id="cs_late", created=T0)
-    event["type"] = "checkout.session.completed"
-    event["data"]["object"].update(status="complete", payment_status="paid")
-
-    response = post_stripe(client, shop, event)
+    response = post_stripe(client, shop, stripe_completed_event("cs_late"))
 
     assert response.status_code == 200, response.text
     [cart] = carts(engine, shop.id)
