@@ -187,7 +187,9 @@ class _Batch:
         for index, group in enumerate(self.groups):
             cart_id = self.group_cart[index]
             for i in group.events:
-                self.results[i] = Applied(cart_id, created=index in new_groups)
+                # The group's first event made the cart; the others updated it.
+                made = index in new_groups and i == group.events[0]
+                self.results[i] = Applied(cart_id, created=made)
             links += [
                 {"shop_id": k[0], "kind": k[1], "value": k[2], "cart_id": cart_id}
                 for k in sorted(group.keys)

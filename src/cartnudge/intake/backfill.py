@@ -1,6 +1,6 @@
 """Backfills (CSV import, Stripe reconcile): many deliveries through the webhooks' own path.
 
-Each delivery goes through ``intake.service.ingest``, so the inbox's unique
+Deliveries go through ``intake.service.ingest_batch``, the webhooks' own path, so the inbox's unique
 (shop, source, external id) makes a re-run a no-op and dead rows are kept with their reason.
 Rows are committed ``BATCH_ROWS`` per transaction; a dry run applies everything in one
 transaction and rolls it back, so its counts are exactly what a real run would do.
@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, select
 from cartnudge.db.models import Cart, CartStatus, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.events import CartEvent
-from cartnudge.intake.service import Delivery, ingest
+from cartnudge.intake.service import Delivery, ingest_batch
 from cartnudge.shops.repository import ShopRecord
 
 BATCH_ROWS = 500  # deliveries applied per transaction
@@ -71,33 +71,32 @@ def apply_all(
     tally = Tally(rows=len(batch))
     if dry_run:
         with _rolled_back(engine) as conn:
-            for delivery in batch:
-                _ingest_one(conn, delivery, now, tally)
+            for start in range(0, len(batch), BATCH_ROWS):
+                _ingest(conn, batch[start : start + BATCH_ROWS], now, tally)
             tally.not_reminded_before_activation = _before_activation(conn, shop, tally.cart_ids)
         return tally
     for start in range(0, len(batch), BATCH_ROWS):
         with writing(engine) as conn:
-            for delivery in batch[start : start + BATCH_ROWS]:
-                _ingest_one(conn, delivery, now, tally)
+            _ingest(conn, batch[start : start + BATCH_ROWS], now, tally)
     with reading(engine) as conn:
         tally.not_reminded_before_activation = _before_activation(conn, shop, tally.cart_ids)
     return tally
 
 
-def _ingest_one(conn: Connection, delivery: Delivery, now: datetime, tally: Tally) -> None:
-    event = delivery.parsed
-    outcome = ingest(conn, delivery, now)
-    if outcome.status == "duplicate":
-        tally.duplicates += 1
-    elif outcome.status == "dead":
-        tally.dead_letters += 1
-        tally.bad_rows.append(outcome.reason or "")
-    elif isinstance(event, CartEvent):
-        tally.purchases += event.is_purchase
-        if outcome.cart_id is not None:
-            tally.cart_ids.add(outcome.cart_id)
-        tally.updated += not outcome.created
-        tally.created += outcome.created
+def _ingest(conn: Connection, deliveries: Sequence[Delivery], now: datetime, tally: Tally) -> None:
+    for delivery, outcome in zip(deliveries, ingest_batch(conn, deliveries, now), strict=True):
+        event = delivery.parsed
+        if outcome.status == "duplicate":
+            tally.duplicates += 1
+        elif outcome.status == "dead":
+            tally.dead_letters += 1
+            tally.bad_rows.append(outcome.reason or "")
+        elif isinstance(event, CartEvent):
+            tally.purchases += event.is_purchase
+            if outcome.cart_id is not None:
+                tally.cart_ids.add(outcome.cart_id)
+            tally.updated += not outcome.created
+            tally.created += outcome.created
 
 
 def _before_activation(conn: Connection, shop: ShopRecord, cart_ids: set[int]) -> int:
