@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -190,6 +191,108 @@ def refusal(lane: str, refused: Refused) -> Response:
     return json_response({"error": refused.message}, status_code=refused.status)
 
 
+@dataclass(frozen=True, slots=True)
+class LaneRules:
+    """What differs between lanes; everything else is ``receive``."""
+
+    source: str
+    # (cache kind, key) that names the shop in this request
+    shop_key: Callable[[Request], tuple[str, str]]
+    # raises BadSignature; sees only the raw bytes and headers
+    verify: Callable[[bytes, Request, ShopRecord], None]
+    # (delivery id for dedupe, topic, source time to use when the payload has none)
+    identify: Callable[[bytes, Any, Request], tuple[str, str, datetime | None]]
+    # the answer for a delivery kept as a dead letter
+    dead_status: int = 200
+
+
+async def receive(request: Request, lane: LaneRules) -> Response:
+    """Size, shop, signature, JSON, then the inbox; 2xx only after the commit."""
+    context = context_of(request)
+    try:
+        body = await read_body(request)
+        shop = await find_shop(context, *lane.shop_key(request))
+        try:
+            lane.verify(body, request, shop)
+        except BadSignature as exc:
+            raise Refused(401, "bad_signature", str(exc)) from exc
+        payload = parse_json(body)
+        now = context.clock()
+        delivery_id, topic, source_time = lane.identify(body, payload, request)
+        parsed = parse_payload(lane.source, topic, delivery_id, payload, shop, source_time or now)
+        text = body.decode("utf-8", "replace")
+        delivery = Delivery(shop, lane.source, delivery_id, topic or "?", text, parsed, now)
+        outcome = await deliver(context, delivery)
+    except Refused as refused:
+        return refusal(lane.source, refused)
+    return answer(lane.source, outcome, dead_status=lane.dead_status)
+
+
+def _shopify_identity(
+    body: bytes, _payload: Any, request: Request
+) -> tuple[str, str, datetime | None]:
+    headers = request.headers
+    delivery_id = (
+        headers.get("x-shopify-webhook-id")
+        or headers.get("x-shopify-event-id")
+        or body_digest(body)
+    )
+    topic = headers.get("x-shopify-topic", "").strip()
+    return delivery_id, topic, _header_time(headers.get("x-shopify-triggered-at"))
+
+
+def _stripe_identity(
+    body: bytes, payload: Any, _request: Request
+) -> tuple[str, str, datetime | None]:
+    try:
+        event_id = stripe_checkout.event_id(payload)
+    except Unapplicable:
+        event_id = body_digest(body)
+    return event_id, _topic(payload), None
+
+
+def _standard_headers(request: Request) -> dict[str, str]:
+    return {
+        name: value
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+        if (value := request.headers.get(name)) is not None
+    }
+
+
+# Shopify retries anything but 2xx and drops subscriptions that keep failing; a dead letter
+# is kept and replayable, so it is acknowledged.
+SHOPIFY = LaneRules(
+    source="shopify",
+    shop_key=lambda request: ("shopify", request.headers.get("x-shopify-shop-domain", "")),
+    verify=lambda body, request, shop: verify_shopify(
+        body, request.headers.get("x-shopify-hmac-sha256"), shop.shopify_secret
+    ),
+    identify=_shopify_identity,
+)
+# Stripe expects 2xx for events an endpoint does not handle; those are kept as dead letters
+# for the owner to see, not bounced back for days of retries.
+STRIPE = LaneRules(
+    source="stripe",
+    shop_key=lambda request: ("slug", request.path_params["shop_slug"]),
+    verify=lambda body, request, shop: verify_stripe(
+        body, request.headers.get("stripe-signature"), shop.stripe_secret
+    ),
+    identify=_stripe_identity,
+)
+# Our own senders are developers: a delivery we kept but could not apply gets a 422 naming
+# the problem (the dead letter can be replayed after their fix).
+STOREFRONT = LaneRules(
+    source="storefront",
+    shop_key=lambda request: ("slug", request.path_params["shop_slug"]),
+    verify=lambda body, request, shop: verify_standard(
+        body, _standard_headers(request), shop.storefront_secrets
+    ),
+    # verified, so webhook-id is present
+    identify=lambda _body, payload, request: (request.headers["webhook-id"], _topic(payload), None),
+    dead_status=422,
+)
+
+
 @_lane(
     "/webhooks/shopify",
     "Shopify webhooks (checkouts, carts, orders, compliance)",
@@ -204,42 +307,7 @@ def refusal(lane: str, refused: Refused) -> Response:
     ),
 )
 async def shopify_webhook(request: Request) -> Response:
-    context = context_of(request)
-    headers = request.headers
-    try:
-        body = await read_body(request)
-        shop = await find_shop(context, "shopify", headers.get("x-shopify-shop-domain", ""))
-        try:
-            verify_shopify(body, headers.get("x-shopify-hmac-sha256"), shop.shopify_secret)
-        except BadSignature as exc:
-            raise Refused(401, "bad_signature", str(exc)) from exc
-        payload = parse_json(body)
-        now = context.clock()
-        topic = headers.get("x-shopify-topic", "").strip()
-        triggered = _header_time(headers.get("x-shopify-triggered-at")) or now
-        delivery_id = (
-            headers.get("x-shopify-webhook-id")
-            or headers.get("x-shopify-event-id")
-            or body_digest(body)
-        )
-        parsed = parse_payload("shopify", topic, delivery_id, payload, shop, triggered)
-        outcome = await deliver(
-            context,
-            Delivery(
-                shop,
-                "shopify",
-                delivery_id,
-                topic or "?",
-                body.decode("utf-8", "replace"),
-                parsed,
-                now,
-            ),
-        )
-    except Refused as refused:
-        return refusal("shopify", refused)
-    # Shopify retries anything but 2xx and drops subscriptions that keep failing; a dead
-    # letter is kept and replayable, so it is acknowledged.
-    return answer("shopify", outcome)
+    return await receive(request, SHOPIFY)
 
 
 @_lane(
@@ -249,40 +317,7 @@ async def shopify_webhook(request: Request) -> Response:
     _documented({"Stripe-Signature": "t=<unix time>,v1=<hex HMAC-SHA256>; 300 s tolerance"}),
 )
 async def stripe_webhook(request: Request) -> Response:
-    context = context_of(request)
-    shop_slug = request.path_params["shop_slug"]
-    try:
-        body = await read_body(request)
-        shop = await find_shop(context, "slug", shop_slug)
-        try:
-            verify_stripe(body, request.headers.get("stripe-signature"), shop.stripe_secret)
-        except BadSignature as exc:
-            raise Refused(401, "bad_signature", str(exc)) from exc
-        payload = parse_json(body)
-        try:
-            event_id = stripe_checkout.event_id(payload)
-        except Unapplicable:
-            event_id = body_digest(body)
-        topic = _topic(payload)
-        now = context.clock()
-        parsed = parse_payload("stripe", topic, event_id, payload, shop, now)
-        outcome = await deliver(
-            context,
-            Delivery(
-                shop,
-                "stripe",
-                event_id,
-                topic,
-                body.decode("utf-8"),
-                parsed,
-                now,
-            ),
-        )
-    except Refused as refused:
-        return refusal("stripe", refused)
-    # Stripe expects 2xx for events an endpoint does not handle; those are kept as dead
-    # letters for the owner to see, not bounced back for days of retries.
-    return answer("stripe", outcome)
+    return await receive(request, STRIPE)
 
 
 @_lane(
@@ -299,43 +334,7 @@ async def stripe_webhook(request: Request) -> Response:
     ),
 )
 async def storefront_webhook(request: Request) -> Response:
-    context = context_of(request)
-    shop_slug = request.path_params["shop_slug"]
-    webhook_id = request.headers.get("webhook-id")
-    try:
-        body = await read_body(request)
-        shop = await find_shop(context, "slug", shop_slug)
-        headers = {
-            name: value
-            for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
-            if (value := request.headers.get(name)) is not None
-        }
-        try:
-            verify_standard(body, headers, shop.storefront_secrets)
-        except BadSignature as exc:
-            raise Refused(401, "bad_signature", str(exc)) from exc
-        payload = parse_json(body)
-        assert webhook_id is not None  # verified above
-        topic = _topic(payload)
-        now = context.clock()
-        parsed = parse_payload("storefront", topic, webhook_id, payload, shop, now)
-        outcome = await deliver(
-            context,
-            Delivery(
-                shop,
-                "storefront",
-                webhook_id,
-                topic,
-                body.decode("utf-8"),
-                parsed,
-                now,
-            ),
-        )
-    except Refused as refused:
-        return refusal("storefront", refused)
-    # Our own senders are developers: a delivery we kept but could not apply gets a 422
-    # naming the problem (the dead letter can be replayed after their fix).
-    return answer("storefront", outcome, dead_status=422)
+    return await receive(request, STOREFRONT)
 
 
 def _topic(payload: Any) -> str:
