@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
@@ -32,7 +31,7 @@ from cartnudge.intake.backfill import apply_all
 from cartnudge.intake.events import CartEvent, EventKind, Item, KeyKind, OrderInfo, Unapplicable
 from cartnudge.intake.schemas import StorefrontItem
 from cartnudge.intake.service import Delivery
-from cartnudge.intake.storefront import describe
+from cartnudge.intake.storefront import describe, to_items
 from cartnudge.shops.repository import ShopRecord
 
 SOURCE = "csv"
@@ -310,12 +309,7 @@ def _our_event(row: _Row, external_id: str, shop: ShopRecord) -> CartEvent:
     if status not in ("open", "bought"):
         raise Unapplicable(f"status: {status!r} is not open or bought")
     code = f.currency(row.text("currency"), shop.currency)
-    timezone = row.text("timezone")
-    if timezone is not None:
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise Unapplicable(f"timezone: unknown IANA zone {timezone!r}") from exc
+    timezone = f.time_zone(row.text("timezone"))
     items = _items(row.text("items"), code)
     total = _non_negative(f.minor(row.text("total"), code, "total"), "total")
     if total is None and items is not None:
@@ -363,19 +357,7 @@ def _items(raw: str | None, code: str | None) -> tuple[Item, ...] | None:
         parsed = _ITEMS.validate_python(data)
     except ValidationError as exc:
         raise Unapplicable(f"items: {describe(exc)}") from exc
-    return tuple(
-        Item(
-            title=item.title,
-            quantity=item.quantity,
-            unit_price_minor=_non_negative(
-                f.minor(item.unit_price, code, f"items.{i}.unit_price"), f"items.{i}.unit_price"
-            ),
-            sku=item.sku,
-            image_url=item.image_url,
-            url=item.url,
-        )
-        for i, item in enumerate(parsed)
-    )
+    return to_items(parsed, code)
 
 
 def _flag(value: str | None) -> bool | None:

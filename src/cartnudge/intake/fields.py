@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cartnudge.clock import parse_instant
 from cartnudge.intake.events import Item, Unapplicable
@@ -126,3 +127,14 @@ def first_word(name: str | None) -> str | None:
         return None
     parts = name.split()
     return parts[0] if parts else None
+
+
+def time_zone(value: str | None) -> str | None:
+    """An IANA time zone name, checked against the zone database."""
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise Unapplicable(f"timezone: unknown IANA zone {value!r}") from exc
+    return value

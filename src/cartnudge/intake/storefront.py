@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
 from cartnudge.intake import fields as f
 from cartnudge.intake.events import CartEvent, EventKind, Item, KeyKind, OrderInfo, Unapplicable
-from cartnudge.intake.schemas import StorefrontEvent, StorefrontEventType
+from cartnudge.intake.schemas import StorefrontEvent, StorefrontEventType, StorefrontItem
 
 SOURCE = "storefront"
 CONSENT_SOURCE = "storefront:accepts_marketing"
@@ -29,30 +29,29 @@ def describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def to_items(items: Sequence[StorefrontItem], code: str | None) -> tuple[Item, ...]:
+    """Our item fields (validated by the schema: no negative prices) as canonical items."""
+    return tuple(
+        Item(
+            title=item.title,
+            quantity=item.quantity,
+            unit_price_minor=f.minor(item.unit_price, code, f"items.{index}.unit_price"),
+            sku=item.sku,
+            image_url=item.image_url,
+            url=item.url,
+        )
+        for index, item in enumerate(items)
+    )
+
+
 def parse(delivery_id: str, payload: Any, *, shop_currency: str) -> CartEvent:
     try:
         event = StorefrontEvent.model_validate(payload)
     except ValidationError as exc:
         raise Unapplicable(describe(exc)) from exc
     code = f.currency(event.currency, shop_currency)
-    if event.timezone is not None:
-        try:
-            ZoneInfo(event.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise Unapplicable(f"timezone: unknown IANA zone {event.timezone!r}") from exc
-    items = None
-    if event.items is not None:
-        items = tuple(
-            Item(
-                title=item.title,
-                quantity=item.quantity,
-                unit_price_minor=f.minor(item.unit_price, code, f"items.{index}.unit_price"),
-                sku=item.sku,
-                image_url=item.image_url,
-                url=item.url,
-            )
-            for index, item in enumerate(event.items)
-        )
+    f.time_zone(event.timezone)
+    items = to_items(event.items, code) if event.items is not None else None
     total = f.minor(event.total, code, "total")
     if total is None and items is not None:
         total = f.basket_total(items)
