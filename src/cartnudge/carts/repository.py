@@ -6,10 +6,15 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
 from cartnudge.db.models import AuditEntry, Cart, CartKey, CartStatus, InboxEvent, Order, table_of
-from cartnudge.db.portable import insert_ignore, insert_many_ignore, insert_many_returning
+from cartnudge.db.portable import (
+    insert_ignore,
+    insert_many_ids,
+    insert_many_ignore,
+    insert_many_returning,
+)
 from cartnudge.db.types import UtcDateTime
 
 carts = table_of(Cart)
@@ -28,10 +33,12 @@ _UNBOUGHT_NEAR = select(carts.c.id).where(
     carts.c.first_activity_at <= bindparam("at", type_=UtcDateTime()),
     carts.c.last_activity_at >= bindparam("since", type_=UtcDateTime()),
 )
-_CARTS_FOR_KEYS = select(keys_t.c.shop_id, keys_t.c.kind, keys_t.c.value, keys_t.c.cart_id).where(
-    tuple_(keys_t.c.shop_id, keys_t.c.kind, keys_t.c.value).in_(
-        bindparam("triples", expanding=True)
-    )
+# Lookups of many keys are one query per (shop, kind) with ``value IN (...)``, never a
+# row-value ``(a, b, c) IN (...)``: SQLite answers that with a scan of the whole table.
+_CARTS_FOR_KEYS = select(keys_t.c.value, keys_t.c.cart_id).where(
+    keys_t.c.shop_id == bindparam("shop_id"),
+    keys_t.c.kind == bindparam("kind"),
+    keys_t.c.value.in_(bindparam("values", expanding=True)),
 )
 _LOAD_BY_IDS = (
     select(carts)
@@ -39,7 +46,6 @@ _LOAD_BY_IDS = (
     .order_by(carts.c.id)
     .with_for_update()
 )
-_INSERT_CARTS = insert(carts).returning(carts.c.id, sort_by_parameter_order=True)
 _KEYLESS_ORDERS_BY_EMAIL = select(
     orders.c.id,
     orders.c.shop_id,
@@ -48,8 +54,9 @@ _KEYLESS_ORDERS_BY_EMAIL = select(
     orders.c.external_id,
     orders.c.placed_at,
 ).where(
+    orders.c.shop_id == bindparam("shop_id"),
+    orders.c.email_key.in_(bindparam("email_keys", expanding=True)),
     orders.c.has_cart_keys.is_(False),
-    tuple_(orders.c.shop_id, orders.c.email_key).in_(bindparam("pairs", expanding=True)),
 )
 _SET_ORDER_CART = (
     update(orders)
@@ -66,11 +73,15 @@ class CartRepository:
     def carts_for_keys(
         self, triples: Iterable[tuple[int, str, str]]
     ) -> dict[tuple[int, str, str], int]:
-        wanted = sorted(set(triples))
-        if not wanted:
-            return {}
-        rows = self.conn.execute(_CARTS_FOR_KEYS, {"triples": wanted})
-        return {(r.shop_id, r.kind, r.value): r.cart_id for r in rows}
+        values_of: dict[tuple[int, str], set[str]] = {}
+        for shop_id, kind, value in triples:
+            values_of.setdefault((shop_id, kind), set()).add(value)
+        found: dict[tuple[int, str, str], int] = {}
+        for (shop_id, kind), values in sorted(values_of.items()):
+            params = {"shop_id": shop_id, "kind": kind, "values": sorted(values)}
+            for row in self.conn.execute(_CARTS_FOR_KEYS, params):
+                found[(shop_id, kind, row.value)] = row.cart_id
+        return found
 
     def load_many(self, cart_ids: Iterable[int]) -> dict[int, Row[Any]]:
         """Carts by id, locked for this transaction (in id order, so two writers never
@@ -81,9 +92,7 @@ class CartRepository:
         return {row.id: row for row in self.conn.execute(_LOAD_BY_IDS, {"ids": ids})}
 
     def insert_many(self, rows: list[dict[str, Any]]) -> list[int]:
-        if not rows:
-            return []
-        return [int(i) for i in self.conn.execute(_INSERT_CARTS, rows).scalars()]
+        return insert_many_ids(self.conn, carts, rows)
 
     def update_many(self, rows: list[dict[str, Any]]) -> None:
         """Each row names its cart as ``_cart_id``."""
@@ -105,10 +114,14 @@ class CartRepository:
         insert_many_ignore(self.conn, orders, rows, conflict=("shop_id", "source", "external_id"))
 
     def keyless_orders_by_email(self, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
-        wanted = sorted(set(pairs))
-        if not wanted:
-            return []
-        return list(self.conn.execute(_KEYLESS_ORDERS_BY_EMAIL, {"pairs": wanted}))
+        keys_of: dict[int, set[str]] = {}
+        for shop_id, key in pairs:
+            keys_of.setdefault(shop_id, set()).add(key)
+        found: list[Any] = []
+        for shop_id, keys in sorted(keys_of.items()):
+            params = {"shop_id": shop_id, "email_keys": sorted(keys)}
+            found += self.conn.execute(_KEYLESS_ORDERS_BY_EMAIL, params).all()
+        return found
 
     def audit_many(self, rows: list[dict[str, Any]]) -> None:
         if rows:
