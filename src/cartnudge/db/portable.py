@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Table
+from sqlalchemy import Connection, Executable, Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -68,3 +68,29 @@ def _insert_many_returning(
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
     return stmt.returning(*(table.c[name] for name in returning))
+
+
+def insert_many_ids(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows into a table keyed by an integer ``id``; their new ids, in row order."""
+    if not rows:
+        return []
+    if conn.dialect.name == "sqlite":
+        # SQLite cannot tell which RETURNING row belongs to which input row, so SQLAlchemy
+        # would insert one row per statement. A writing transaction holds SQLite's only
+        # write lock (BEGIN IMMEDIATE), so the ids SQLite would give next, max(id) + 1
+        # onwards, can be given here; the primary key refuses any mistake.
+        last = conn.execute(_max_id(table)).scalar_one()
+        ids = list(range(last + 1, last + 1 + len(rows)))
+        conn.execute(insert(table), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        return ids
+    return [int(i) for i in conn.execute(_insert_returning_id(table), rows).scalars()]
+
+
+@cache
+def _max_id(table: Table) -> Any:
+    return select(func.coalesce(func.max(table.c.id), 0))
+
+
+@cache
+def _insert_returning_id(table: Table) -> Any:
+    return insert(table).returning(table.c.id, sort_by_parameter_order=True)
