@@ -11,7 +11,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 from starlette.datastructures import State
 from starlette.responses import Response
-from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from cartnudge import __version__
@@ -20,9 +19,8 @@ from cartnudge.config import Settings
 from cartnudge.db.engine import make_engine
 from cartnudge.db.session import reading
 from cartnudge.http import json_response
-from cartnudge.intake.endpoints import IntakeContext
+from cartnudge.intake.endpoints import IntakeContext, Webhooks
 from cartnudge.intake.endpoints import openapi_paths as intake_paths
-from cartnudge.intake.endpoints import routes as intake_routes
 from cartnudge.intake.remote import RemoteWriter
 from cartnudge.intake.writer import IngestWriter
 from cartnudge.shops.cache import ShopCache
@@ -53,14 +51,14 @@ def _publish_schemas(app: FastAPI) -> None:
 
 class Front:
     """The process's ASGI app. Webhooks go straight to their lanes, past FastAPI's
-    middleware, telemetry and parameter machinery (which cost more per request than
+    middleware, routing and parameter machinery (which cost more per request than
     verifying and storing a webhook); everything else goes to the FastAPI app."""
 
     WEBHOOKS = "/webhooks/"
 
-    def __init__(self, api: FastAPI) -> None:
+    def __init__(self, api: FastAPI, webhooks: Webhooks) -> None:
         self.api = api
-        self.webhooks = Router(routes=intake_routes)
+        self.webhooks = webhooks
 
     @property
     def state(self) -> State:
@@ -68,7 +66,6 @@ class Front:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(self.WEBHOOKS):
-            scope["app"] = self.api  # what ``request.app`` is inside a lane
             await self.webhooks(scope, receive, send)
         else:
             await self.api(scope, receive, send)
@@ -99,7 +96,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.intake = IntakeContext(ShopCache(engine), writer, clock)
+    intake = IntakeContext(ShopCache(engine), writer, clock)
+    app.state.intake = intake
     _publish_schemas(app)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
@@ -115,7 +113,7 @@ def create_app(
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return Front(app)
+    return Front(app, Webhooks(intake))
 
 
 def app_from_environment() -> Front:

@@ -152,6 +152,35 @@ def test_unknown_shop_is_404(
     assert stored_counts(engine)["inbox_events"] == 0
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/webhooks/", "/webhooks/paypal", "/webhooks/storefront/", "/webhooks/stripe/a/b"],
+)
+def test_unknown_webhook_path_is_404(
+    client: TestClient, engine: Engine, shop: ShopRecord, path: str
+) -> None:
+    body = valid_body("storefront")
+    _, headers = signed("storefront", shop, body)
+
+    response = client.post(path, content=body, headers=headers)
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "no such webhook path"}
+    assert stored_counts(engine)["inbox_events"] == 0
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_webhooks_only_take_post(
+    client: TestClient, engine: Engine, shop: ShopRecord, lane: str
+) -> None:
+    path, headers = signed(lane, shop, valid_body(lane))
+
+    response = client.get(path, headers=headers)
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
 def test_database_down_is_503_and_ingest_recovers(tmp_path: Path) -> None:
     """A real PostgreSQL stopped under a running app: the sender is told to retry."""
     with PostgresServer() as server:

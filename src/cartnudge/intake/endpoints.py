@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -16,13 +16,10 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from cartnudge.clock import Clock, parse_instant
 from cartnudge.config import MAX_BODY_BYTES
-from cartnudge.http import json_response
 from cartnudge.intake import stripe_checkout
 from cartnudge.intake.events import Unapplicable
 from cartnudge.intake.lanes import parse_payload
@@ -33,38 +30,37 @@ from cartnudge.measurement.metrics import WEBHOOKS_ACCEPTED, WEBHOOKS_REJECTED
 from cartnudge.shops.cache import ShopCache
 from cartnudge.shops.repository import ShopRecord
 
-# The lanes are plain Starlette routes, not FastAPI ones: FastAPI's per-request parameter
-# and dependency machinery costs more than verifying, parsing and storing a webhook. They
-# are described in the OpenAPI document by hand (``openapi_paths``).
-Endpoint = Callable[[Request], Awaitable[Response]]
-routes: list[Route] = []
+# The lanes are one plain ASGI app (``Webhooks``), not FastAPI or Starlette routes: their
+# per-request machinery (parameters, routing, Request and Response objects) cost more than
+# verifying, parsing and storing a webhook. They are described in the OpenAPI document by
+# hand (``openapi_paths``).
+lanes: list[tuple[str, str | None, LaneRules]] = []  # path, its prefix if it ends in a slug
 openapi_paths: dict[str, dict[str, Any]] = {}
 
 
-def _lane(
-    path: str, summary: str, operation: str, extra: dict[str, Any]
-) -> Callable[[Endpoint], Endpoint]:
-    def register(endpoint: Endpoint) -> Endpoint:
-        routes.append(Route(path, endpoint, methods=["POST"], name=operation))
-        parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in re.findall(r"{(\w+)}", path)
-        ]
-        operation_doc = {
-            "tags": ["webhooks"],
-            "summary": summary,
-            "operationId": operation,
-            **extra,
-            "parameters": parameters + extra["parameters"],
-        }
-        operation_doc["responses"] = {
-            "200": {"description": "stored (or a replay); body says applied, duplicate or dead"},
-            **extra["responses"],
-        }
-        openapi_paths[path] = {"post": operation_doc}
-        return endpoint
-
-    return register
+def _serve(
+    path: str, rules: LaneRules, summary: str, operation: str, extra: dict[str, Any]
+) -> None:
+    """Serve a lane at ``path`` (at most one ``{slug}``, at its end) and document it."""
+    params = re.findall(r"{(\w+)}", path)
+    prefix = path[: path.index("{")] if params else None
+    lanes.append((path, prefix, rules))
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in params
+    ]
+    operation_doc = {
+        "tags": ["webhooks"],
+        "summary": summary,
+        "operationId": operation,
+        **extra,
+        "parameters": parameters + extra["parameters"],
+    }
+    operation_doc["responses"] = {
+        "200": {"description": "stored (or a replay); body says applied, duplicate or dead"},
+        **extra["responses"],
+    }
+    openapi_paths[path] = {"post": operation_doc}
 
 
 class Refused(Exception):
@@ -96,11 +92,6 @@ class IntakeContext:
         self.clock = clock
 
 
-def context_of(request: Request) -> IntakeContext:
-    context: IntakeContext = request.app.state.intake
-    return context
-
-
 def _documented(headers: dict[str, str], body: dict[str, Any] | None = None) -> dict[str, Any]:
     """OpenAPI for a lane whose headers and body we read raw (signatures need the bytes)."""
     extra: dict[str, Any] = {
@@ -129,19 +120,37 @@ def _documented(headers: dict[str, str], body: dict[str, Any] | None = None) -> 
     return extra
 
 
-async def read_body(request: Request) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One webhook request as the lanes see it: lower-case headers, the slug in its path,
+    and the body, read with the size limit."""
+
+    headers: dict[str, str]
+    slug: str
+    body: bytes
+
+
+Answer = tuple[int, dict[str, Any]]  # status and JSON body
+
+
+async def read_body(receive: Receive, headers: dict[str, str]) -> bytes:
     """The raw body, refused with 413 as soon as it passes 1 MiB."""
-    declared = request.headers.get("content-length")
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise Refused(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Refused(400, "disconnected", "the sender went away before the body ended")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise Refused(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def find_shop(context: IntakeContext, kind: str, key: str) -> ShopRecord:
@@ -177,18 +186,18 @@ async def deliver(context: IntakeContext, delivery: Delivery) -> Outcome:
         raise Refused(503, "unavailable", "storage unavailable; retry later") from exc
 
 
-def answer(lane: str, outcome: Outcome, *, dead_status: int = 200) -> Response:
+def answer(lane: str, outcome: Outcome, *, dead_status: int = 200) -> Answer:
     WEBHOOKS_ACCEPTED.labels(lane, outcome.status).inc()
     status = dead_status if outcome.reason is not None else 200
     body: dict[str, Any] = {"status": outcome.status, "cart_id": outcome.cart_id}
     if outcome.reason is not None:
         body["reason"] = outcome.reason
-    return json_response(body, status_code=status)
+    return status, body
 
 
-def refusal(lane: str, refused: Refused) -> Response:
+def refusal(lane: str, refused: Refused) -> Answer:
     WEBHOOKS_REJECTED.labels(lane, refused.reason).inc()
-    return json_response({"error": refused.message}, status_code=refused.status)
+    return refused.status, {"error": refused.message}
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,28 +206,27 @@ class LaneRules:
 
     source: str
     # (cache kind, key) that names the shop in this request
-    shop_key: Callable[[Request], tuple[str, str]]
+    shop_key: Callable[[Inbound], tuple[str, str]]
     # raises BadSignature; sees only the raw bytes and headers
-    verify: Callable[[bytes, Request, ShopRecord], None]
+    verify: Callable[[Inbound, ShopRecord], None]
     # (delivery id for dedupe, topic, source time to use when the payload has none)
-    identify: Callable[[bytes, Any, Request], tuple[str, str, datetime | None]]
+    identify: Callable[[Inbound, Any], tuple[str, str, datetime | None]]
     # the answer for a delivery kept as a dead letter
     dead_status: int = 200
 
 
-async def receive(request: Request, lane: LaneRules) -> Response:
-    """Size, shop, signature, JSON, then the inbox; 2xx only after the commit."""
-    context = context_of(request)
+async def receive(context: IntakeContext, inbound: Inbound, lane: LaneRules) -> Answer:
+    """Shop, signature, JSON, then the inbox; 2xx only after the commit."""
     try:
-        body = await read_body(request)
-        shop = await find_shop(context, *lane.shop_key(request))
+        shop = await find_shop(context, *lane.shop_key(inbound))
         try:
-            lane.verify(body, request, shop)
+            lane.verify(inbound, shop)
         except BadSignature as exc:
             raise Refused(401, "bad_signature", str(exc)) from exc
+        body = inbound.body
         payload = parse_json(body)
         now = context.clock()
-        delivery_id, topic, source_time = lane.identify(body, payload, request)
+        delivery_id, topic, source_time = lane.identify(inbound, payload)
         parsed = parse_payload(lane.source, topic, delivery_id, payload, shop, source_time or now)
         text = body.decode("utf-8", "replace")
         delivery = Delivery(shop, lane.source, delivery_id, topic or "?", text, parsed, now)
@@ -228,34 +236,81 @@ async def receive(request: Request, lane: LaneRules) -> Response:
     return answer(lane.source, outcome, dead_status=lane.dead_status)
 
 
-def _shopify_identity(
-    body: bytes, _payload: Any, request: Request
-) -> tuple[str, str, datetime | None]:
-    headers = request.headers
+class Webhooks:
+    """The ASGI app for every path under ``/webhooks/``."""
+
+    def __init__(self, context: IntakeContext) -> None:
+        self.context = context
+        self.exact = {path: lane for path, prefix, lane in lanes if prefix is None}
+        self.by_prefix = [(prefix, lane) for _, prefix, lane in lanes if prefix is not None]
+
+    def match(self, path: str) -> tuple[LaneRules, str] | None:
+        lane = self.exact.get(path)
+        if lane is not None:
+            return lane, ""
+        for prefix, candidate in self.by_prefix:
+            if path.startswith(prefix):
+                slug = path[len(prefix) :]
+                if slug and "/" not in slug:
+                    return candidate, slug
+        return None
+
+    async def __call__(self, scope: Scope, receive_: Receive, send: Send) -> None:
+        found = self.match(scope["path"])
+        if found is None:
+            await _send(send, 404, {"error": "no such webhook path"})
+            return
+        if scope["method"] != "POST":
+            await _send(send, 405, {"error": "webhooks are POSTed"}, [(b"allow", b"POST")])
+            return
+        lane, slug = found
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = await read_body(receive_, headers)
+        except Refused as refused:
+            await _send(send, *refusal(lane.source, refused))
+            return
+        status, answer_body = await receive(self.context, Inbound(headers, slug, body), lane)
+        await _send(send, status, answer_body)
+
+
+async def _send(
+    send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    content = orjson.dumps(body)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(content)).encode()),
+        *(extra or ()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+def _shopify_identity(inbound: Inbound, _payload: Any) -> tuple[str, str, datetime | None]:
+    headers = inbound.headers
     delivery_id = (
         headers.get("x-shopify-webhook-id")
         or headers.get("x-shopify-event-id")
-        or body_digest(body)
+        or body_digest(inbound.body)
     )
     topic = headers.get("x-shopify-topic", "").strip()
     return delivery_id, topic, _header_time(headers.get("x-shopify-triggered-at"))
 
 
-def _stripe_identity(
-    body: bytes, payload: Any, _request: Request
-) -> tuple[str, str, datetime | None]:
+def _stripe_identity(inbound: Inbound, payload: Any) -> tuple[str, str, datetime | None]:
     try:
         event_id = stripe_checkout.event_id(payload)
     except Unapplicable:
-        event_id = body_digest(body)
+        event_id = body_digest(inbound.body)
     return event_id, _topic(payload), None
 
 
-def _standard_headers(request: Request) -> dict[str, str]:
+def _standard_headers(inbound: Inbound) -> dict[str, str]:
     return {
         name: value
         for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
-        if (value := request.headers.get(name)) is not None
+        if (value := inbound.headers.get(name)) is not None
     }
 
 
@@ -263,9 +318,9 @@ def _standard_headers(request: Request) -> dict[str, str]:
 # is kept and replayable, so it is acknowledged.
 SHOPIFY = LaneRules(
     source="shopify",
-    shop_key=lambda request: ("shopify", request.headers.get("x-shopify-shop-domain", "")),
-    verify=lambda body, request, shop: verify_shopify(
-        body, request.headers.get("x-shopify-hmac-sha256"), shop.shopify_secret
+    shop_key=lambda inbound: ("shopify", inbound.headers.get("x-shopify-shop-domain", "")),
+    verify=lambda inbound, shop: verify_shopify(
+        inbound.body, inbound.headers.get("x-shopify-hmac-sha256"), shop.shopify_secret
     ),
     identify=_shopify_identity,
 )
@@ -273,9 +328,9 @@ SHOPIFY = LaneRules(
 # for the owner to see, not bounced back for days of retries.
 STRIPE = LaneRules(
     source="stripe",
-    shop_key=lambda request: ("slug", request.path_params["shop_slug"]),
-    verify=lambda body, request, shop: verify_stripe(
-        body, request.headers.get("stripe-signature"), shop.stripe_secret
+    shop_key=lambda inbound: ("slug", inbound.slug),
+    verify=lambda inbound, shop: verify_stripe(
+        inbound.body, inbound.headers.get("stripe-signature"), shop.stripe_secret
     ),
     identify=_stripe_identity,
 )
@@ -283,18 +338,17 @@ STRIPE = LaneRules(
 # the problem (the dead letter can be replayed after their fix).
 STOREFRONT = LaneRules(
     source="storefront",
-    shop_key=lambda request: ("slug", request.path_params["shop_slug"]),
-    verify=lambda body, request, shop: verify_standard(
-        body, _standard_headers(request), shop.storefront_secrets
+    shop_key=lambda inbound: ("slug", inbound.slug),
+    verify=lambda inbound, shop: verify_standard(
+        inbound.body, _standard_headers(inbound), shop.storefront_secrets
     ),
     # verified, so webhook-id is present
-    identify=lambda _body, payload, request: (request.headers["webhook-id"], _topic(payload), None),
+    identify=lambda inbound, payload: (inbound.headers["webhook-id"], _topic(payload), None),
     dead_status=422,
 )
-
-
-@_lane(
+_serve(
     "/webhooks/shopify",
+    SHOPIFY,
     "Shopify webhooks (checkouts, carts, orders, compliance)",
     "shopify_webhook",
     _documented(
@@ -306,22 +360,16 @@ STOREFRONT = LaneRules(
         }
     ),
 )
-async def shopify_webhook(request: Request) -> Response:
-    return await receive(request, SHOPIFY)
-
-
-@_lane(
+_serve(
     "/webhooks/stripe/{shop_slug}",
+    STRIPE,
     "Stripe Checkout events",
     "stripe_webhook",
     _documented({"Stripe-Signature": "t=<unix time>,v1=<hex HMAC-SHA256>; 300 s tolerance"}),
 )
-async def stripe_webhook(request: Request) -> Response:
-    return await receive(request, STRIPE)
-
-
-@_lane(
+_serve(
     "/webhooks/storefront/{shop_slug}",
+    STOREFRONT,
     "Any storefront (Standard Webhooks)",
     "storefront_webhook",
     _documented(
@@ -333,8 +381,6 @@ async def stripe_webhook(request: Request) -> Response:
         {"$ref": "#/components/schemas/StorefrontEvent"},
     ),
 )
-async def storefront_webhook(request: Request) -> Response:
-    return await receive(request, STOREFRONT)
 
 
 def _topic(payload: Any) -> str:
