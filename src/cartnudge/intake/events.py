@@ -103,7 +103,8 @@ class CartEvent:
 
 def version_of(at: datetime, source: str, ident: str) -> str:
     """Sortable text: a fixed-width UTC instant first, so text order is time order."""
-    return f"{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}|{source}|{ident}"
+    instant = at.astimezone(UTC).replace(tzinfo=None).isoformat("T", "microseconds")
+    return f"{instant}|{source}|{ident}"
 
 
 def order_version(placed_at: datetime, source: str, order_id: str) -> str:
