@@ -34,7 +34,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[
-        int, typer.Option(min=1, max=64, help="Web processes (each with its own writer).")
+        int,
+        typer.Option(min=1, max=64, help="Web processes (on PostgreSQL each has its own writer)."),
     ] = 1,
 ) -> None:
     """Run the web app (webhook lanes) on the configured database."""
@@ -54,27 +55,39 @@ def serve(
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _ensure_demo_shop(rt)
-    if workers > 1 and rt.settings.is_sqlite:
-        typer.echo(
-            "cartnudge: note: on SQLite one process is fastest; several web processes "
-            "queue on SQLite's single write lock. --workers is for PostgreSQL.",
-            err=True,
-        )
-    if workers > 1:
-        # Each process builds its own app (engine, writer) from the environment.
-        rt.close()
-        uvicorn.run(
-            "cartnudge.app:app_from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-        )
-        return
-    uvicorn.run(
-        create_app(rt.settings, engine=rt.engine), host=host, port=port, log_level="warning"
-    )
+    writer = None
+    if rt.settings.is_sqlite:
+        # SQLite takes one writer at a time: one writer process commits for every web
+        # process, on a core of its own (see cartnudge.intake.writer_process).
+        from cartnudge.intake.writer_process import WriterProcess
+
+        writer = WriterProcess()
+        writer.start()
+        rt.settings.ingest_socket = writer.socket_path
+        os.environ["CARTNUDGE_INGEST_SOCKET"] = str(writer.socket_path)  # for web workers
+    try:
+        if workers > 1:
+            # Each process builds its own app from the environment.
+            rt.close()
+            uvicorn.run(
+                "cartnudge.app:app_from_environment",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+            )
+        else:
+            uvicorn.run(
+                create_app(rt.settings, engine=rt.engine),
+                host=host,
+                port=port,
+                log_level="warning",
+            )
+    finally:
+        # After uvicorn has answered its in-flight requests, which wait on the writer.
+        if writer is not None:
+            writer.stop()
 
 
 def _ensure_demo_shop(rt: Runtime) -> None:

@@ -19,8 +19,8 @@ from cartnudge.testing.postgres import free_port
 CARTNUDGE = str(Path(sys.executable).parent / "cartnudge")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+def start_server(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, str], str]:
+    """``cartnudge serve`` on a new SQLite home, healthy; with the env to reach it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTNUDGE_")}
     env["CARTNUDGE_HOME"] = str(tmp_path / "var")
@@ -43,6 +43,12 @@ def server(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
         process.kill()
         pytest.fail(f"server did not start: {process.communicate()[0]}")
     env["CARTNUDGE_PUBLIC_URL"] = base
+    return process, env, base
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+    process, env, base = start_server(tmp_path)
     yield env, base
     process.terminate()
     output, _ = process.communicate(timeout=30)

@@ -10,8 +10,12 @@ Frames are a 4-byte length and a pickle; both ends are this program.
 from __future__ import annotations
 
 import asyncio
+import copyreg
+import dataclasses
+import io
 import itertools
 import logging
+import operator
 import pickle
 import selectors
 import socket
@@ -19,16 +23,46 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from cartnudge.intake.events import CartEvent, Item, OrderInfo
 from cartnudge.intake.service import Delivery, Outcome
+from cartnudge.intake.shopify import ComplianceRequest
 from cartnudge.intake.writer import IngestWriter, StorageUnavailable
+from cartnudge.shops.repository import ShopRecord
 
 log = logging.getLogger(__name__)
 _LENGTH = struct.Struct("!I")
 
 
+# What crosses the socket is pickled with a table of our own, so nothing else in the
+# process pickles differently. By default a slotted dataclass is walked field by field in
+# Python on both sides, which made pickling most of the cost of crossing.
+_WIRE = copyreg.dispatch_table.copy()
+
+
+def _by_constructor(cls: type[Any]) -> None:
+    """A frozen dataclass travels as its constructor's arguments, gathered in one C call."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    if len(names) == 1:
+        _WIRE[cls] = lambda obj: (cls, (getattr(obj, names[0]),))
+    else:
+        values = operator.attrgetter(*names)
+        _WIRE[cls] = lambda obj: (cls, values(obj))
+
+
+for _cls in (Delivery, Outcome, ShopRecord, CartEvent, Item, OrderInfo, ComplianceRequest):
+    _by_constructor(_cls)
+
+
 def _frame(value: Any) -> bytes:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(data)) + data
+    """A 4-byte length, then the pickle."""
+    out = io.BytesIO()
+    out.write(bytes(_LENGTH.size))
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _WIRE
+    pickler.dump(value)
+    frame = out.getbuffer()
+    _LENGTH.pack_into(frame, 0, len(frame) - _LENGTH.size)
+    return bytes(frame)
 
 
 class WriterServer:
@@ -119,6 +153,7 @@ class RemoteWriter:
         self.path = path
         self._ids = itertools.count()
         self._pending: dict[int, asyncio.Future[Outcome]] = {}
+        self._outgoing: list[bytes] = []
         self._writer: asyncio.StreamWriter | None = None
         self._connecting: asyncio.Lock | None = None
 
@@ -134,8 +169,17 @@ class RemoteWriter:
         request_id = next(self._ids)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        writer.write(_frame((request_id, delivery)))
+        # Frames made in one turn of the event loop leave in one write: fewer system calls
+        # here, and fewer, larger batches for the writer.
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush, writer)
+        self._outgoing.append(_frame((request_id, delivery)))
         return await future
+
+    def _flush(self, writer: asyncio.StreamWriter) -> None:
+        frames, self._outgoing = self._outgoing, []
+        if frames and not writer.is_closing():
+            writer.write(b"".join(frames))
 
     async def _connect(self) -> asyncio.StreamWriter:
         if self._writer is not None and not self._writer.is_closing():
@@ -174,14 +218,3 @@ class RemoteWriter:
                 if not future.done():
                     future.set_exception(StorageUnavailable("ingest writer went away"))
             self._pending.clear()
-
-
-def run_writer_process(database_url: str, path: str, batch_max: int) -> None:
-    """Entry point of the writer process."""
-    from cartnudge.clock import system_clock
-    from cartnudge.db.engine import make_engine
-
-    engine = make_engine(database_url)
-    WriterServer(
-        IngestWriter(engine, system_clock, batch_max=batch_max), Path(path)
-    ).serve_forever()
