@@ -14,6 +14,7 @@ from cartnudge.cli_support import Runtime, close_runtimes, emit, runtime
 from cartnudge.clock import system_clock
 from cartnudge.intake.commands import events_app, import_app, reconcile_app
 from cartnudge.shops.commands import shop_app
+from cartnudge.timing.commands import rules_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Abandoned-cart recovery.")
 app.add_typer(shop_app, name="shop")
@@ -21,6 +22,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(carts_app, name="carts")
 app.add_typer(import_app, name="import")
 app.add_typer(reconcile_app, name="reconcile")
+app.add_typer(rules_app, name="rules")
 
 
 @app.callback()

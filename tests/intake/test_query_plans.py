@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
+from cartnudge.db.models import Base
 from cartnudge.shops.repository import ShopRecord
 from tests.intake.test_shuffled_delivery import deliver_all, deliveries
 
@@ -38,6 +39,7 @@ def test_every_statement_of_intake_uses_an_index(
             plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
             for row in plan:
                 detail = str(row[-1])
-                if detail.startswith("SCAN ") and "CONSTANT ROW" not in detail:
+                # "SCAN <table>" reads a whole table; a scan of a subquery's few rows is fine.
+                if detail.startswith("SCAN ") and detail.split()[1] in Base.metadata.tables:
                     full_scans.append(f"{detail}  <-  {' '.join(statement.split())[:160]}")
     assert full_scans == []

@@ -8,7 +8,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
-from cartnudge.db.models import AuditEntry, Cart, CartKey, CartStatus, InboxEvent, Order, table_of
+from cartnudge.db.models import (
+    AuditEntry,
+    Cart,
+    CartKey,
+    CartStatus,
+    InboxEvent,
+    Order,
+    Send,
+    table_of,
+)
 from cartnudge.db.portable import (
     insert_ignore,
     insert_many_ids,
@@ -22,6 +31,7 @@ keys_t = table_of(CartKey)
 orders = table_of(Order)
 audit = table_of(AuditEntry)
 inbox = table_of(InboxEvent)
+sends = table_of(Send)
 
 # Built once, executed with parameter dicts (see cartnudge.db.portable).
 _UPDATE_CART = update(carts).where(carts.c.id == bindparam("_cart_id"))
@@ -145,6 +155,18 @@ class CartRepository:
                 .where(table.c.shop_id == shop_id, table.c.cart_id.in_(gone_ids))
                 .values(cart_id=keep_id)
             )
+        # A reminder step the kept cart already has stays the kept cart's; the merged
+        # cart's own record of that step goes with it (one send per cart and step).
+        kept_steps = select(sends.c.step).where(sends.c.cart_id == keep_id).scalar_subquery()
+        self.conn.execute(
+            update(sends)
+            .where(
+                sends.c.shop_id == shop_id,
+                sends.c.cart_id.in_(gone_ids),
+                sends.c.step.not_in(kept_steps),
+            )
+            .values(cart_id=keep_id)
+        )
         self.conn.execute(delete(carts).where(carts.c.id.in_(gone_ids)))
 
     def keys_of(self, cart_id: int) -> list[tuple[str, str]]:

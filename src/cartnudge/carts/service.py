@@ -24,7 +24,9 @@ from cartnudge.carts.state import CartState, fold, join, mark_bought, new_state
 from cartnudge.db.models import CartStatus
 from cartnudge.intake.events import CartEvent, email_key, order_version
 from cartnudge.shops.repository import ShopRecord
-from cartnudge.timing.policy import first_wake_at
+from cartnudge.timing.policy import wake_at
+from cartnudge.timing.rules import Rules
+from cartnudge.timing.service import rules_of
 
 Key = tuple[int, str, str]  # (shop id, key kind, key value)
 
@@ -45,14 +47,17 @@ def _summary(state: CartState) -> dict[str, Any]:
     return {"status": state.status.value, "reason": state.status_reason}
 
 
-def _wake(state: CartState, shop: ShopRecord) -> datetime | None:
-    if state.status is not CartStatus.OPEN:
-        return None
-    return first_wake_at(
+def _wake(state: CartState, shop: ShopRecord, rules: Rules, stored: Any | None) -> datetime | None:
+    """The cart's timer after this batch: any activity restarts the wait for its next step."""
+    return wake_at(
+        status=state.status,
         last_activity_at=state.last_activity_at,
         total_minor=state.total_minor,
         currency=state.currency,
         activated_at=shop.activated_at,
+        rules=rules,
+        reminders_sent=stored.reminders_sent if stored is not None else 0,
+        last_reminder_at=stored.last_reminder_at if stored is not None else None,
     )
 
 
@@ -123,6 +128,7 @@ class _Batch:
         if any(c not in self.stored for g in self.groups for c in g.cart_ids):
             raise ConcurrentChange("a cart named by this batch was merged away meanwhile")
         self.orders = _keyless_orders_index(repo, items, self.groups, self.stored)
+        self.rules = rules_of(repo.conn, {group.shop.id for group in self.groups})
         self.inserts: list[tuple[int, str, CartState, dict[str, Any]]] = []
         self.updates: list[dict[str, Any]] = []
         self.audits: list[tuple[int, dict[str, Any]]] = []  # (group index, row)
@@ -151,7 +157,13 @@ class _Batch:
         candidates = self.orders.get((shop.id, state.email_key or ""))
         state, matched = _buy_by_email(state, candidates, shop)
         self.email_matches += [(order_id, index) for order_id in matched]
-        values = {**state.as_row(), "next_wake_at": _wake(state, shop), "updated_at": now}
+        stored = present[0] if present else None
+        rules = self.rules[shop.id].rules
+        values = {
+            **state.as_row(),
+            "next_wake_at": _wake(state, shop, rules, stored),
+            "updated_at": now,
+        }
         actor = f"intake:{self.items[group.events[0]][1].source}"
         if before is None:
             self.inserts.append(

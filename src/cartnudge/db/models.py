@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -139,6 +140,11 @@ class Cart(Base):
     versions: Mapped[dict[str, str]] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The waiter's: reminder steps decided so far, when the latest was, and the lease of a
+    # worker that has claimed the cart (expired leases are claimed again).
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_reminder_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class CartKey(Base):
@@ -176,6 +182,67 @@ class Order(Base):
     has_cart_keys: Mapped[bool] = mapped_column(Boolean)
     cart_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ShopDocument(Base):
+    """One version of a shop's editable document (``rules``; later ``voice``). Versions
+    only grow: a rollback stores the old text again as the newest version."""
+
+    __tablename__ = "shop_documents"
+    __table_args__ = (UniqueConstraint("shop_id", "kind", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)  # exactly as the owner wrote it
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class SendStatus(StrEnum):
+    QUEUED = "queued"  # decided; the sender will claim it at ``due_at``
+    SENDING = "sending"  # handed to a provider; no answer recorded yet
+    SENT = "sent"
+    SKIPPED = "skipped"  # a gate refused it (reason says which); never sent
+    FAILED = "failed"  # the provider refused it for good
+    CANCELLED = "cancelled"  # the owner stopped it, or the cart was bought
+    AMBIGUOUS = "ambiguous"  # may or may not have reached the provider: never resent blindly
+
+
+class Send(Base):
+    """The outbox: one row per (cart, step), so a reminder is sent at most once."""
+
+    __tablename__ = "sends"
+    __table_args__ = (
+        UniqueConstraint("cart_id", "step"),
+        Index(
+            "ix_sends_due",
+            "due_at",
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
+        Index("ix_sends_shop_email", "shop_id", "email_key", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    cart_id: Mapped[int] = mapped_column(ForeignKey("carts.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)  # not before (quiet hours defer it)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    rules_version: Mapped[int] = mapped_column(Integer)
+    email_key: Mapped[str | None] = mapped_column(String(320))  # the address it went to
+    consent_basis: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AuditEntry(Base):

@@ -1,0 +1,96 @@
+"""Every SQL statement about a shop's versioned documents (its rules; later its voice).
+
+A document's versions only grow. Version 0 is the built-in default and is never stored:
+a shop with no row of a kind uses the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select
+
+from cartnudge.db.models import ShopDocument, table_of
+
+documents = table_of(ShopDocument)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentVersion:
+    version: int
+    body: str
+    created_at: datetime | None  # None for the built-in default
+    actor: str
+    note: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> DocumentVersion:
+        return cls(row.version, row.body, row.created_at, row.actor, row.note)
+
+
+class DocumentRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def latest(self, shop_ids: Iterable[int], kind: str) -> dict[int, DocumentVersion]:
+        """The newest version of ``kind`` for each shop that has one."""
+        ids = sorted(set(shop_ids))
+        if not ids:
+            return {}
+        newest = (
+            select(documents.c.shop_id, func.max(documents.c.version).label("version"))
+            .where(documents.c.shop_id.in_(ids), documents.c.kind == kind)
+            .group_by(documents.c.shop_id)
+            .subquery()
+        )
+        stmt = select(documents).join(
+            newest,
+            (documents.c.shop_id == newest.c.shop_id) & (documents.c.version == newest.c.version),
+        )
+        rows = self.conn.execute(stmt.where(documents.c.kind == kind))
+        return {row.shop_id: DocumentVersion.from_row(row) for row in rows}
+
+    def version(self, shop_id: int, kind: str, version: int) -> DocumentVersion | None:
+        row = self.conn.execute(
+            select(documents).where(
+                documents.c.shop_id == shop_id,
+                documents.c.kind == kind,
+                documents.c.version == version,
+            )
+        ).first()
+        return DocumentVersion.from_row(row) if row else None
+
+    def history(self, shop_id: int, kind: str) -> list[DocumentVersion]:
+        stmt = (
+            select(documents)
+            .where(documents.c.shop_id == shop_id, documents.c.kind == kind)
+            .order_by(documents.c.version)
+        )
+        return [DocumentVersion.from_row(row) for row in self.conn.execute(stmt)]
+
+    def add(
+        self,
+        shop_id: int,
+        kind: str,
+        version: int,
+        body: str,
+        *,
+        now: datetime,
+        actor: str,
+        note: str | None,
+    ) -> DocumentVersion:
+        """Store ``version``; the unique (shop, kind, version) refuses a concurrent twin."""
+        values = {
+            "shop_id": shop_id,
+            "kind": kind,
+            "version": version,
+            "body": body,
+            "created_at": now,
+            "actor": actor,
+            "note": note,
+        }
+        self.conn.execute(insert(documents), values)
+        return DocumentVersion(version, body, now, actor, note)
