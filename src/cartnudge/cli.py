@@ -123,6 +123,22 @@ def _ensure_demo_shop(rt: Runtime) -> None:
 
 
 @app.command()
+def tick(
+    now: Annotated[
+        str | None, typer.Option(help="Act as of this RFC 3339 instant (default: now).")
+    ] = None,
+) -> None:
+    """One pass of the waiter over every cart due at NOW, then exit. Prints what it did."""
+    from cartnudge.cli_support import instant
+    from cartnudge.timing.waiter import wake_due
+
+    at = instant(now, "--now") if now else system_clock()
+    rt = runtime()
+    report = wake_due(rt.engine, at)
+    emit({"now": at.isoformat(), "waiter": report.as_dict()})
+
+
+@app.command()
 def migrate() -> None:
     """Bring the database schema up to date (also done by every command on start)."""
     rt = runtime()

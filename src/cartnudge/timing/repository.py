@@ -1,0 +1,86 @@
+"""Every SQL statement of the waiter: claim due carts, enqueue sends, move timers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from cartnudge.db.models import Cart, Send, table_of
+from cartnudge.db.portable import insert_many_ignore
+from cartnudge.db.types import UtcDateTime
+
+carts = table_of(Cart)
+sends = table_of(Send)
+
+# The due carts, oldest timer first. On PostgreSQL the rows stay locked by this
+# transaction and other workers skip them (SKIP LOCKED); a worker that dies mid-batch
+# loses its connection, its transaction rolls back and the carts are due again at once.
+# On SQLite the writing transaction holds the only write lock, so one worker claims.
+_DUE = (
+    select(
+        carts.c.id,
+        carts.c.shop_id,
+        carts.c.status,
+        carts.c.last_activity_at,
+        carts.c.total_minor,
+        carts.c.currency,
+        carts.c.reminders_sent,
+        carts.c.last_reminder_at,
+        carts.c.next_wake_at,
+    )
+    .where(carts.c.next_wake_at <= bindparam("now", type_=UtcDateTime()))
+    .order_by(carts.c.next_wake_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_SET_WAKE = (
+    update(carts)
+    .where(carts.c.id == bindparam("_cart_id"))
+    .values(next_wake_at=bindparam("_wake", type_=UtcDateTime()))
+)
+_REMINDED = (
+    update(carts)
+    .where(carts.c.id == bindparam("_cart_id"))
+    .values(
+        reminders_sent=bindparam("_step"),
+        last_reminder_at=bindparam("_at", type_=UtcDateTime()),
+        next_wake_at=bindparam("_wake", type_=UtcDateTime()),
+    )
+)
+_CLOSED = (
+    update(carts)
+    .where(carts.c.id == bindparam("_cart_id"))
+    .values(
+        status=bindparam("_status"),
+        status_reason=bindparam("_reason"),
+        next_wake_at=None,
+        updated_at=bindparam("_at", type_=UtcDateTime()),
+    )
+)
+
+
+class WaiterRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def claim_due(self, now: datetime, limit: int) -> list[Any]:
+        return list(self.conn.execute(_DUE, {"now": now, "limit": limit}))
+
+    def set_wakes(self, rows: list[dict[str, Any]]) -> None:
+        """Rows of ``_cart_id`` and ``_wake`` (``None``: no timer)."""
+        if rows:
+            self.conn.execute(_SET_WAKE, rows)
+
+    def mark_reminded(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(_REMINDED, rows)
+
+    def close(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(_CLOSED, rows)
+
+    def enqueue(self, rows: list[dict[str, Any]]) -> None:
+        """Outbox rows; a (cart, step) already queued stays as it was."""
+        insert_many_ignore(self.conn, sends, rows, conflict=("cart_id", "step"))

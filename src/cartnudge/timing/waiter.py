@@ -1,0 +1,154 @@
+"""The waiter: one pass over the carts whose timer has come.
+
+For each due cart the pure ``decide`` gives the move; in the same transaction the pass
+enqueues the reminder (an outbox row, unique per cart and step), moves or clears the
+cart's timer, closes carts it gives up on, and writes the audit rows. Every handler may
+run twice: a second pass over the same cart finds its timer moved, and the outbox's
+unique (cart, step) refuses a second copy of a reminder.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from cartnudge.carts.repository import CartRepository
+from cartnudge.db.models import CartStatus, SendStatus
+from cartnudge.db.session import writing
+from cartnudge.timing.policy import CartClock, GiveUp, Leave, Remind, Wait, decide, next_due
+from cartnudge.timing.repository import WaiterRepository
+from cartnudge.timing.service import rules_of
+
+BATCH = 500  # carts per transaction: short enough not to hold SQLite's write lock long
+ACTOR = "waiter"
+
+
+@dataclass
+class WakeReport:
+    woken: int = 0
+    moves: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: WakeReport) -> None:
+        self.woken += other.woken
+        self.moves.update(other.moves)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"woken": self.woken, **{k: self.moves[k] for k in _MOVE_NAMES}}
+
+
+_MOVE_NAMES = ("reminders", "rescheduled", "given_up", "left")
+
+
+def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeReport:
+    """Claim up to ``limit`` due carts and act on each; the caller commits."""
+    repo = WaiterRepository(conn)
+    due = repo.claim_due(now, limit)
+    report = WakeReport(woken=len(due))
+    if not due:
+        return report
+    rules = rules_of(conn, {row.shop_id for row in due})
+    wakes: list[dict[str, Any]] = []
+    reminded: list[dict[str, Any]] = []
+    closed: list[dict[str, Any]] = []
+    queued: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    for row in due:
+        shop_rules = rules[row.shop_id]
+        cart = CartClock(
+            CartStatus(row.status),
+            row.last_activity_at,
+            row.total_minor,
+            row.currency,
+            row.reminders_sent,
+            row.last_reminder_at,
+        )
+        move = decide(cart, shop_rules.rules, now)
+        if isinstance(move, Wait):
+            wakes.append({"_cart_id": row.id, "_wake": move.until})
+            report.moves["rescheduled"] += 1
+        elif isinstance(move, Remind):
+            after = CartClock(
+                cart.status, cart.last_activity_at, cart.total_minor, cart.currency,
+                move.step, now,
+            )  # fmt: skip
+            reminded.append(
+                {
+                    "_cart_id": row.id,
+                    "_step": move.step,
+                    "_at": now,
+                    "_wake": next_due(after, shop_rules.rules),
+                }
+            )
+            queued.append(
+                {
+                    "shop_id": row.shop_id,
+                    "cart_id": row.id,
+                    "step": move.step,
+                    "status": SendStatus.QUEUED.value,
+                    "due_at": now,
+                    "rules_version": shop_rules.version,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            audits.append(
+                _audit(row, now, f"reminder:{move.step}", f"rules version {shop_rules.version}")
+            )
+            report.moves["reminders"] += 1
+        elif isinstance(move, GiveUp):
+            closed.append(
+                {
+                    "_cart_id": row.id,
+                    "_status": CartStatus.CLOSED.value,
+                    "_reason": move.reason,
+                    "_at": now,
+                }
+            )
+            change = ({"status": row.status}, {"status": CartStatus.CLOSED.value})
+            audits.append(_audit(row, now, "status:closed", move.reason, *change))
+            report.moves["given_up"] += 1
+        else:
+            assert isinstance(move, Leave)
+            wakes.append({"_cart_id": row.id, "_wake": None})
+            report.moves["left"] += 1
+    repo.enqueue(queued)
+    repo.mark_reminded(reminded)
+    repo.set_wakes(wakes)
+    repo.close(closed)
+    CartRepository(conn).audit_many(audits)
+    return report
+
+
+def wake_due(engine: Engine, now: datetime, *, limit: int = BATCH) -> WakeReport:
+    """Batches until no cart is due at ``now``; each batch its own transaction."""
+    total = WakeReport()
+    while True:
+        with writing(engine) as conn:
+            report = wake_batch(conn, now, limit)
+        total.add(report)
+        if report.woken < limit:
+            return total
+
+
+def _audit(
+    row: Any,
+    now: datetime,
+    action: str,
+    reason: str | None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "shop_id": row.shop_id,
+        "cart_id": row.id,
+        "at": now,
+        "actor": ACTOR,
+        "action": action,
+        "reason": reason,
+        "before": before,
+        "after": after,
+    }
