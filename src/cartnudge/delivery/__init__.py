@@ -1,0 +1,1 @@
+"""Delivery: the sender's gates, the outbox loop and the email providers."""

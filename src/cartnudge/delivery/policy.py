@@ -1,0 +1,126 @@
+"""The sender's gates: pure checks, in order, each with its reason. No I/O, no clock.
+
+A queued reminder passes through them right before it is composed and delivered:
+a usable address; the cart still open (the second guard against a purchase race);
+not unsubscribed, and consent under the shop's policy; do-not-disturb; quiet hours,
+which defer a send to the next allowed minute in the shopper's time zone, never drop it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from cartnudge.db.models import CartStatus
+from cartnudge.timing.rules import ConsentPolicy, QuietHours, Rules
+
+_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MINUTE = timedelta(minutes=1)
+DST_MARGIN = timedelta(hours=3)  # more than any DST shift in the time zone database
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """What the gates know about one queued reminder."""
+
+    cart_status: CartStatus
+    email: str | None
+    accepts_marketing: bool | None
+    consent_source: str | None
+    timezone: str | None  # the shopper's, when known
+    shop_timezone: str
+    unsubscribed: bool
+    # The latest reminder sent to this address about another cart of the shop, if any.
+    other_cart_reminded_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    consent_basis: str  # recorded on the send
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    until: datetime
+    reason: str
+
+
+Verdict = Go | Skip | Defer
+
+
+def usable_address(email: str | None) -> bool:
+    return bool(email) and len(email or "") <= 320 and _ADDRESS.match(email or "") is not None
+
+
+def consent_basis(r: Recipient, policy: ConsentPolicy) -> str | None:
+    """Why this shopper may get a reminder, or ``None`` if they may not."""
+    if r.accepts_marketing:
+        return f"opt_in:{r.consent_source or 'unknown'}"
+    if policy is ConsentPolicy.SOFT_OPT_IN:
+        return "soft_opt_in:email_at_checkout"
+    return None
+
+
+def check(r: Recipient, rules: Rules, now: datetime) -> Verdict:
+    """The gates in order; the first that does not pass decides. Same inputs, same verdict."""
+    if not usable_address(r.email):
+        return Skip("no usable email address")
+    if r.cart_status is not CartStatus.OPEN:
+        return Skip(f"cart is {r.cart_status.value}")
+    if r.unsubscribed:
+        return Skip("address unsubscribed")
+    basis = consent_basis(r, rules.consent)
+    if basis is None:
+        return Skip("no consent: the shop requires opt-in and the shopper did not opt in")
+    if (
+        r.other_cart_reminded_at is not None
+        and now - r.other_cart_reminded_at < rules.do_not_disturb
+    ):
+        return Skip("do not disturb: this address had a reminder about another cart recently")
+    if rules.quiet_hours is not None:
+        zone = ZoneInfo(r.timezone or r.shop_timezone)
+        allowed = next_allowed(now, zone, rules.quiet_hours)
+        if allowed > now:
+            return Defer(allowed, f"quiet hours in {zone.key}")
+    return Go(basis)
+
+
+def is_quiet(local: time, quiet: QuietHours) -> bool:
+    if quiet.start < quiet.end:
+        return quiet.start <= local < quiet.end
+    return local >= quiet.start or local < quiet.end  # spans midnight
+
+
+def next_allowed(now: datetime, zone: ZoneInfo, quiet: QuietHours) -> datetime:
+    """``now`` if it is outside quiet hours in ``zone``, else the first minute after them
+    (on the wall clock of that zone, so a DST change moves it in UTC, not locally)."""
+    local = now.astimezone(zone)
+    if not is_quiet(local.time(), quiet):
+        return now
+    end_day = local.date()
+    if quiet.start > quiet.end and local.time() >= quiet.start:
+        end_day += timedelta(days=1)  # quiet since this evening: it ends tomorrow morning
+    wall = datetime.combine(end_day, quiet.end, tzinfo=zone)
+    # A DST change can skip or repeat that wall time, so start a little before either
+    # reading of it (never before now: every minute from now until the end is quiet) and
+    # step to the first minute the zone's clock shows outside quiet hours.
+    earliest = min(wall.replace(fold=fold).astimezone(UTC) for fold in (0, 1))
+    candidate = _next_minute(max(now, earliest - DST_MARGIN))
+    for _ in range(int(DST_MARGIN / MINUTE) * 2 + 2):
+        if not is_quiet(candidate.astimezone(zone).time(), quiet):
+            return candidate
+        candidate += MINUTE
+    raise AssertionError("quiet hours never end")  # unreachable: start != end
+
+
+def _next_minute(at: datetime) -> datetime:
+    """``at`` if it is on a whole minute, else the next whole minute."""
+    floor = at.replace(second=0, microsecond=0)
+    return floor if floor == at else floor + MINUTE
