@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from cartnudge.db.models import CartStatus
 from cartnudge.money import minor_digits
@@ -27,6 +28,18 @@ class CartClock:
     currency: str | None
     reminders_sent: int  # steps already decided (enqueued), whatever became of them
     last_reminder_at: datetime | None  # when the latest step was decided
+
+    @classmethod
+    def from_row(cls, row: Any) -> CartClock:
+        """From a ``carts`` row (or any object with its columns)."""
+        return cls(
+            CartStatus(row.status),
+            row.last_activity_at,
+            row.total_minor,
+            row.currency,
+            row.reminders_sent,
+            row.last_reminder_at,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,7 @@ def reschedule_open_carts(conn: Connection, shop: ShopRecord, rules: Rules) -> i
     rows = conn.execute(
         select(
             carts.c.id,
+            carts.c.status,
             carts.c.last_activity_at,
             carts.c.total_minor,
             carts.c.currency,
@@ -124,17 +125,7 @@ def reschedule_open_carts(conn: Connection, shop: ShopRecord, rules: Rules) -> i
     params = [
         {
             "_cart_id": row.id,
-            "wake": next_due(
-                CartClock(
-                    CartStatus.OPEN,
-                    row.last_activity_at,
-                    row.total_minor,
-                    row.currency,
-                    row.reminders_sent,
-                    row.last_reminder_at,
-                ),
-                rules,
-            ),
+            "wake": next_due(CartClock.from_row(row), rules),
         }
         for row in rows
     ]

@@ -10,7 +10,7 @@ unique (cart, step) refuses a second copy of a reminder.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -58,23 +58,13 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
     audits: list[dict[str, Any]] = []
     for row in due:
         shop_rules = rules[row.shop_id]
-        cart = CartClock(
-            CartStatus(row.status),
-            row.last_activity_at,
-            row.total_minor,
-            row.currency,
-            row.reminders_sent,
-            row.last_reminder_at,
-        )
+        cart = CartClock.from_row(row)
         move = decide(cart, shop_rules.rules, now)
         if isinstance(move, Wait):
             wakes.append({"_cart_id": row.id, "_wake": move.until})
             report.moves["rescheduled"] += 1
         elif isinstance(move, Remind):
-            after = CartClock(
-                cart.status, cart.last_activity_at, cart.total_minor, cart.currency,
-                move.step, now,
-            )  # fmt: skip
+            after = replace(cart, reminders_sent=move.step, last_reminder_at=now)
             reminded.append(
                 {
                     "_cart_id": row.id,
