@@ -17,12 +17,12 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -67,7 +67,16 @@ def _clock_time(value: Any) -> time:
     raise ValueError(f"{value!r} is not a time of day like 21:00")
 
 
+def _bounded_waits(waits: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
+    for wait in waits:
+        if not timedelta(0) < wait <= MAX_WAIT:
+            raise ValueError(f"a wait must be more than 0 and at most 30d, not {wait}")
+    return waits
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# One wait per step, each more than 0 and at most MAX_WAIT (tier waits and the override).
+Waits = Annotated[tuple[Duration, ...], Field(max_length=MAX_STEPS), AfterValidator(_bounded_waits)]
 ClockTime = Annotated[time, BeforeValidator(_clock_time)]
 
 
@@ -90,15 +99,7 @@ class Tier(_Strict):
     from_: Decimal = Field(alias="from", ge=0)
     # The first reminder this long after the shopper's last activity, each later one this
     # long after the previous reminder (or the last activity, if that is later).
-    waits: tuple[Duration, ...] = Field(min_length=1, max_length=MAX_STEPS)
-
-    @field_validator("waits")
-    @classmethod
-    def _sane_waits(cls, waits: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
-        for wait in waits:
-            if not timedelta(0) < wait <= MAX_WAIT:
-                raise ValueError(f"a wait must be more than 0 and at most 30d, not {wait}")
-        return waits
+    waits: Waits = Field(min_length=1)
 
 
 class QuietHours(_Strict):
@@ -126,7 +127,7 @@ class Rules(_Strict):
     # Carts below this total (major units) are never reminded.
     minimum_cart_value: Decimal = Field(default=Decimal(0), ge=0)
     # Waits for every cart, in place of the tier's (one per step).
-    wait_override: tuple[Duration, ...] | None = Field(default=None, max_length=MAX_STEPS)
+    wait_override: Waits | None = None
     consent: ConsentPolicy = ConsentPolicy.REQUIRE_OPT_IN
 
     @model_validator(mode="after")
@@ -145,11 +146,8 @@ class Rules(_Strict):
                 problems.append(
                     f"tier {tier.name!r} has {len(tier.waits)} wait(s) for {self.steps} steps"
                 )
-        if self.wait_override is not None:
-            if len(self.wait_override) < self.steps:
-                problems.append(f"wait_override needs {self.steps} wait(s), one per step")
-            if any(not timedelta(0) < w <= MAX_WAIT for w in self.wait_override):
-                problems.append("a wait must be more than 0 and at most 30d")
+        if self.wait_override is not None and len(self.wait_override) < self.steps:
+            problems.append(f"wait_override needs {self.steps} wait(s), one per step")
         if not timedelta(0) < self.give_up_after <= MAX_WAIT:
             problems.append("give_up_after must be more than 0 and at most 30d")
         if not timedelta(0) <= self.do_not_disturb <= timedelta(days=365):
