@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def test_rules_cli_show_set_history_rollback(cli: Any, shop: ShopRecord, tmp_pat
     rolled = cli("rules", "rollback", "0", "--shop", shop.slug)
     assert "rules version 2 (a copy of 0) is now current" in rolled.output
     history = cli("rules", "history", "--shop", shop.slug, "--json")
-    assert [v["version"] for v in __import__("json").loads(history.output)] == [0, 1, 2]
+    assert [v["version"] for v in json.loads(history.output)] == [0, 1, 2]
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,8 @@ def rules_show(
             except RulesVersionError as exc:
                 fail(str(exc))
             number, body = doc.version, doc.body
-    typer.echo(f"# {record.slug}: rules version {number}{' (built-in default)' * (number == 0)}")
+    label = " (built-in default)" if number == 0 else ""
+    typer.echo(f"# {record.slug}: rules version {number}{label}")
     typer.echo(body.rstrip("\n"))
 
 
@@ -49,18 +50,17 @@ def rules_set(
     """Validate FILE as a whole and make it the current rules; an invalid document
     changes nothing. Open carts' timers move to what the new rules say."""
     from cartnudge.db.session import writing
-    from cartnudge.timing.rules import MAX_DOCUMENT_BYTES, RulesError, parse_rules
+    from cartnudge.timing.rules import MAX_DOCUMENT_BYTES, RulesError
     from cartnudge.timing.service import set_rules
 
     text = _read(file, MAX_DOCUMENT_BYTES)
-    try:
-        parse_rules(text)  # before touching the database: a clear error, nothing opened
-    except RulesError as exc:
-        fail(f"{file}: {exc}")
     rt = runtime()
     record = rt.shop(shop)
-    with writing(rt.engine) as conn:
-        current, changed = set_rules(conn, record, text, system_clock(), note=note)
+    try:
+        with writing(rt.engine) as conn:
+            current, changed = set_rules(conn, record, text, system_clock(), note=note)
+    except RulesError as exc:
+        fail(f"{file}: {exc}")
     if changed:
         typer.echo(f"{record.slug}: rules version {current.version} is now current")
     else:
