@@ -56,7 +56,7 @@ Verdict = Go | Skip | Defer
 
 
 def usable_address(email: str | None) -> bool:
-    return bool(email) and len(email or "") <= 320 and _ADDRESS.match(email or "") is not None
+    return email is not None and len(email) <= 320 and _ADDRESS.match(email) is not None
 
 
 def consent_basis(r: Recipient, policy: ConsentPolicy) -> str | None:

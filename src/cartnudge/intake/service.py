@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -182,15 +182,7 @@ def _earlier_outcome(conn: Connection, delivery: Delivery) -> Outcome:
 
 def record_failure(conn: Connection, delivery: Delivery, reason: str) -> Outcome:
     """Keep a delivery whose apply step crashed as a dead letter, so it can be replayed."""
-    failed = Delivery(
-        shop=delivery.shop,
-        source=delivery.source,
-        external_id=delivery.external_id,
-        topic=delivery.topic,
-        body=delivery.body,
-        parsed=Unapplicable(f"could not apply: {reason}"),
-        received_at=delivery.received_at,
-    )
+    failed = replace(delivery, parsed=Unapplicable(f"could not apply: {reason}"))
     return ingest(conn, failed, delivery.received_at)
 
 
