@@ -22,13 +22,13 @@ from sqlalchemy import Engine, func, select
 from bench.ingest import PostgresDatabases
 from cartnudge.db.engine import make_engine
 from cartnudge.db.migrate import upgrade
-from cartnudge.db.models import Cart, Send, table_of
+from cartnudge.db.models import Send, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.shops.service import add_shop
+from cartnudge.testing.carts import insert_open_carts
 from cartnudge.timing.waiter import wake_due
 
 T0 = datetime(2026, 3, 14, 15, 0, tzinfo=UTC)
-INSERT_CHUNK = 5000
 
 
 def fill(engine: Engine, due: int, waiting: int) -> None:
@@ -37,27 +37,8 @@ def fill(engine: Engine, due: int, waiting: int) -> None:
         shop = add_shop(
             conn, slug="bench", name="Bench", timezone="Europe/London", currency="EUR", now=T0
         )
-    row: dict[str, Any] = {
-        "shop_id": shop.id,
-        "status": "open",
-        "source": "storefront",
-        "items": [{"title": "Mug", "quantity": 1, "unit_price_minor": 6400}],
-        "currency": "EUR",
-        "total_minor": 6400,
-        "saved_link": False,
-        "first_activity_at": T0,
-        "last_activity_at": T0,
-        "versions": {},
-        "created_at": T0,
-        "updated_at": T0,
-        "reminders_sent": 0,
-    }
-    carts = table_of(Cart)
-    for count, wake in ((due, T0 + timedelta(hours=2)), (waiting, T0 + timedelta(days=3))):
-        for start in range(0, count, INSERT_CHUNK):
-            n = min(INSERT_CHUNK, count - start)
-            with writing(engine) as conn:
-                conn.execute(carts.insert(), [{**row, "next_wake_at": wake}] * n)
+    insert_open_carts(engine, shop.id, due, active_at=T0, wake_at=T0 + timedelta(hours=2))
+    insert_open_carts(engine, shop.id, waiting, active_at=T0, wake_at=T0 + timedelta(days=3))
 
 
 def decide_figure(url: str, due: int) -> dict[str, Any]:

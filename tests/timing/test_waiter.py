@@ -15,10 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from cartnudge.db.models import AuditEntry, Cart, Send, table_of
+from cartnudge.db.models import AuditEntry, Send, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.examples import storefront_event
 from cartnudge.shops.repository import ShopRecord
+from cartnudge.testing.carts import insert_open_carts
 from cartnudge.timing.waiter import wake_batch, wake_due
 from tests.conftest import T0
 from tests.intake.helpers import carts, post_storefront
@@ -135,24 +136,7 @@ def test_tick_runs_one_pass_as_of_the_given_instant(
 
 # -- several workers on PostgreSQL ----------------------------------------------------------
 def due_carts(engine: Engine, shop: ShopRecord, count: int) -> None:
-    row = {
-        "shop_id": shop.id,
-        "status": "open",
-        "source": "storefront",
-        "items": [],
-        "currency": "EUR",
-        "total_minor": 6400,
-        "saved_link": False,
-        "first_activity_at": T0,
-        "last_activity_at": T0,
-        "next_wake_at": T0 + 2 * H,
-        "versions": {},
-        "created_at": T0,
-        "updated_at": T0,
-        "reminders_sent": 0,
-    }
-    with writing(engine) as conn:
-        conn.execute(table_of(Cart).insert(), [row] * count)
+    insert_open_carts(engine, shop.id, count, active_at=T0, wake_at=T0 + 2 * H)
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
