@@ -99,6 +99,13 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+    )
+    return done.stdout
+
+
 def code_state(repo: Path) -> dict[str, Any]:
     """Which code was measured: the commit, and how many files under src/ differ from it
     (or, when ``PYTHONPATH`` points at another copy of the package, that copy's path)."""
@@ -108,22 +115,8 @@ def code_state(repo: Path) -> dict[str, Any]:
     if not package.is_relative_to(repo):
         return {"commit": None, "uncommitted_src_files": None, "package": str(package)}
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.splitlines()
+        commit = _git(repo, "rev-parse", "--short", "HEAD").strip()
+        changed = _git(repo, "status", "--porcelain", "--", "src").splitlines()
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "uncommitted_src_files": None}
     return {"commit": commit, "uncommitted_src_files": len(changed), "package": str(package)}

@@ -9,8 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,6 +17,7 @@ from sqlalchemy import text
 
 from cartnudge.db.engine import make_engine
 from cartnudge.testing.postgres import free_port
+from cartnudge.testing.serve import wait_healthy
 
 HOST = "127.0.0.1"  # the benchmark never sends traffic anywhere else
 START_TIMEOUT_S = 60.0
@@ -80,17 +79,10 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited at start-up:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://{HOST}:{self.port}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.1)
+        if wait_healthy(f"http://{HOST}:{self.port}", self.process, START_TIMEOUT_S):
+            return self
+        if self.process.poll() is not None:
+            raise RuntimeError(f"server exited at start-up:\n{self.log_tail()}")
         raise RuntimeError(f"server not healthy after {START_TIMEOUT_S} s:\n{self.log_tail()}")
 
     def stop(self) -> None:

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from cartnudge.testing.postgres import free_port
+from cartnudge.testing.serve import wait_healthy
 
 CARTNUDGE = str(Path(sys.executable).parent / "cartnudge")
 
@@ -32,14 +31,7 @@ def start_server(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, str],
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
+    if not wait_healthy(base, process, 30):
         process.kill()
         pytest.fail(f"server did not start: {process.communicate()[0]}")
     env["CARTNUDGE_PUBLIC_URL"] = base
