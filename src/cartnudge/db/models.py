@@ -72,6 +72,15 @@ class Shop(Base):
     # Carts whose last activity is older than this are recorded but never reminded.
     activated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Who the reminders come from and the postal address they carry; a shop without both
+    # keeps collecting carts and holds its sends until they are set.
+    sender_name: Mapped[str | None] = mapped_column(String(200))
+    sender_email: Mapped[str | None] = mapped_column(String(320))
+    postal_address: Mapped[str | None] = mapped_column(Text)
+    # How its email leaves: None for the file outbox, else an smtp:// or smtps:// URL.
+    mail_url: Mapped[str | None] = mapped_column(Text)
+    # For money and dates when the shopper's own locale is not known.
+    locale: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
 
 
 class InboxEvent(Base):
@@ -243,6 +252,41 @@ class Send(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    subject: Mapped[str | None] = mapped_column(Text)  # as composed, for the owner to see
+    voice_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class ConsentKind(StrEnum):
+    UNSUBSCRIBE = "unsubscribe"
+    RESUBSCRIBE = "resubscribe"
+
+
+class ConsentEntry(Base):
+    """The consent ledger: every change of an address's consent in a shop, appended and
+    never rewritten. An address is unsubscribed when its newest entry says so."""
+
+    __tablename__ = "consent_ledger"
+    __table_args__ = (Index("ix_consent_ledger_address", "shop_id", "email_key", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    email_key: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(64))  # one_click, link, owner:cli, …
+    send_id: Mapped[int | None] = mapped_column(BigInteger)  # the email it came from
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Click(Base):
+    """A shopper followed a reminder's return link."""
+
+    __tablename__ = "clicks"
+    __table_args__ = (Index("ix_clicks_send", "send_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class AuditEntry(Base):

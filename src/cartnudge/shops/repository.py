@@ -29,6 +29,20 @@ class ShopRecord:
     order_match_window_s: int
     activated_at: datetime
     created_at: datetime
+    sender_name: str | None = None
+    sender_email: str | None = None
+    postal_address: str | None = None
+    mail_url: str | None = None
+    locale: str = "en"
+
+    @property
+    def sender(self) -> str | None:
+        """``Name <address>`` as it goes in a From header, or ``None`` until both are set."""
+        if self.sender_name and self.sender_email:
+            from email.utils import formataddr
+
+            return formataddr((self.sender_name, self.sender_email))
+        return None
 
     @classmethod
     def from_row(cls, row: Any) -> ShopRecord:
@@ -45,6 +59,11 @@ class ShopRecord:
             order_match_window_s=row.order_match_window_s,
             activated_at=row.activated_at,
             created_at=row.created_at,
+            sender_name=row.sender_name,
+            sender_email=row.sender_email,
+            postal_address=row.postal_address,
+            mail_url=row.mail_url,
+            locale=row.locale,
         )
 
 
