@@ -1,4 +1,4 @@
-"""Every SQL statement about a shop's versioned documents (its rules; later its voice).
+"""Every SQL statement about a shop's versioned documents (its rules and its voice).
 
 A document's versions only grow. Version 0 is the built-in default and is never stored:
 a shop with no row of a kind uses the default.

@@ -1,5 +1,6 @@
 """Rules use cases: read a shop's rules, set a new version, roll back, and move the open
-carts' timers to what the new rules say. The caller commits."""
+carts' timers to what the new rules say. The caller commits. The versioning itself is
+shared with every shop document (``cartnudge.shops.versioned``)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,32 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from cartnudge.carts.repository import CartRepository
 from cartnudge.db.models import Cart, CartStatus, table_of
-from cartnudge.shops.documents import DocumentRepository, DocumentVersion
+from cartnudge.shops.documents import DocumentVersion
 from cartnudge.shops.repository import ShopRecord
+from cartnudge.shops.versioned import (
+    Current,
+    DocumentKind,
+    current_documents,
+    document_history,
+    document_version,
+    rollback_document,
+    set_document,
+)
 from cartnudge.timing.policy import CartClock, next_due
-from cartnudge.timing.rules import DEFAULT_DOCUMENT, Rules, cached_rules, parse_rules
+from cartnudge.timing.rules import (
+    DEFAULT_DOCUMENT,
+    MAX_DOCUMENT_BYTES,
+    Rules,
+    RulesError,
+    cached_rules,
+    parse_rules,
+)
 
-RULES = "rules"
 carts = table_of(Cart)
 _SET_WAKE = (
     update(carts).where(carts.c.id == bindparam("_cart_id")).values(next_wake_at=bindparam("wake"))
 )
-
-
-class RulesVersionError(ValueError):
-    """A version that the shop's rules never had."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,76 +44,9 @@ class ShopRules:
     rules: Rules
     body: str
 
-
-DEFAULT = DocumentVersion(0, DEFAULT_DOCUMENT, None, "default", "built-in default")
-
-
-def rules_of(conn: Connection, shop_ids: Iterable[int]) -> dict[int, ShopRules]:
-    """Each shop's current rules (one query for any number of shops)."""
-    ids = set(shop_ids)
-    stored = DocumentRepository(conn).latest(ids, RULES)
-    out = {}
-    for shop_id in ids:
-        doc = stored.get(shop_id, DEFAULT)
-        out[shop_id] = ShopRules(doc.version, cached_rules(doc.body), doc.body)
-    return out
-
-
-def rules_history(conn: Connection, shop_id: int) -> list[DocumentVersion]:
-    return [DEFAULT, *DocumentRepository(conn).history(shop_id, RULES)]
-
-
-def rules_version(conn: Connection, shop_id: int, version: int) -> DocumentVersion:
-    if version == 0:
-        return DEFAULT
-    doc = DocumentRepository(conn).version(shop_id, RULES, version)
-    if doc is None:
-        raise RulesVersionError(f"the rules have no version {version} (see `rules history`)")
-    return doc
-
-
-def set_rules(
-    conn: Connection,
-    shop: ShopRecord,
-    text: str,
-    now: datetime,
-    *,
-    actor: str = "owner:cli",
-    note: str | None = None,
-) -> tuple[ShopRules, bool]:
-    """Validate and store ``text`` as the newest version; ``RulesError`` if it is not
-    valid (nothing stored). Returns the current rules and whether they changed."""
-    rules = parse_rules(text)
-    current = rules_of(conn, [shop.id])[shop.id]
-    if text == current.body:
-        return current, False
-    stored = DocumentRepository(conn).add(
-        shop.id, RULES, current.version + 1, text, now=now, actor=actor, note=note
-    )
-    CartRepository(conn).audit_many(
-        [
-            {
-                "shop_id": shop.id,
-                "cart_id": None,
-                "at": now,
-                "actor": actor,
-                "action": "rules:set",
-                "reason": note,
-                "before": {"rules_version": current.version},
-                "after": {"rules_version": stored.version},
-            }
-        ]
-    )
-    reschedule_open_carts(conn, shop, rules)
-    return ShopRules(stored.version, rules, text), True
-
-
-def rollback_rules(
-    conn: Connection, shop: ShopRecord, version: int, now: datetime, *, actor: str = "owner:cli"
-) -> tuple[ShopRules, bool]:
-    """Make an earlier version current again, as a new version (history only grows)."""
-    doc = rules_version(conn, shop.id, version)
-    return set_rules(conn, shop, doc.body, now, actor=actor, note=f"rollback to version {version}")
+    @classmethod
+    def of(cls, current: Current[Rules]) -> ShopRules:
+        return cls(current.version, current.value, current.body)
 
 
 def reschedule_open_carts(conn: Connection, shop: ShopRecord, rules: Rules) -> int:
@@ -132,3 +76,55 @@ def reschedule_open_carts(conn: Connection, shop: ShopRecord, rules: Rules) -> i
     if params:
         conn.execute(_SET_WAKE, params)
     return len(params)
+
+
+RULES = DocumentKind(
+    name="rules",
+    parse=parse_rules,
+    load=cached_rules,
+    default_body=DEFAULT_DOCUMENT,
+    error=RulesError,
+    max_bytes=MAX_DOCUMENT_BYTES,
+    after_set=reschedule_open_carts,
+    plural=True,
+)
+
+
+def rules_of(conn: Connection, shop_ids: Iterable[int]) -> dict[int, ShopRules]:
+    """Each shop's current rules (one query for any number of shops)."""
+    return {
+        shop_id: ShopRules.of(current)
+        for shop_id, current in current_documents(conn, RULES, shop_ids).items()
+    }
+
+
+def rules_history(conn: Connection, shop_id: int) -> list[DocumentVersion]:
+    return document_history(conn, RULES, shop_id)
+
+
+def rules_version(conn: Connection, shop_id: int, version: int) -> DocumentVersion:
+    return document_version(conn, RULES, shop_id, version)
+
+
+def set_rules(
+    conn: Connection,
+    shop: ShopRecord,
+    text: str,
+    now: datetime,
+    *,
+    actor: str = "owner:cli",
+    note: str | None = None,
+) -> tuple[ShopRules, bool]:
+    """Validate and store ``text`` as the newest version; ``RulesError`` if it is not
+    valid (nothing stored). Open carts' timers move to what the new rules say. Returns the
+    current rules and whether they changed."""
+    current, changed = set_document(conn, RULES, shop, text, now, actor=actor, note=note)
+    return ShopRules.of(current), changed
+
+
+def rollback_rules(
+    conn: Connection, shop: ShopRecord, version: int, now: datetime, *, actor: str = "owner:cli"
+) -> tuple[ShopRules, bool]:
+    """Make an earlier version current again, as a new version (history only grows)."""
+    current, changed = rollback_document(conn, RULES, shop, version, now, actor=actor)
+    return ShopRules.of(current), changed

@@ -1,0 +1,111 @@
+"""``cartnudge voice …``: show, set, list and roll back a shop's reminder wording, and
+preview it in place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cartnudge.cli_support import fail, runtime
+from cartnudge.clock import system_clock
+from cartnudge.shops.versioned_commands import ShopOption, document_app
+
+if TYPE_CHECKING:
+    from cartnudge.messages.compose import Draft
+    from cartnudge.messages.voice import Voice
+    from cartnudge.shops.repository import ShopRecord
+    from cartnudge.shops.versioned import DocumentKind
+
+# The made-up cart of a preview: (title, quantity, unit price in major units).
+PREVIEW_ITEMS = (("Linen tote bag", 1, 24), ("Stoneware mug", 2, 12))
+PREVIEW_SHOPPER = ("Ana", "ana@example.com")
+
+
+def _voice() -> DocumentKind[Voice]:
+    from cartnudge.messages.service import VOICE
+
+    return VOICE
+
+
+voice_app = document_app(
+    "voice",
+    _voice,
+    summary="A shop's reminder wording (a YAML document of Jinja2 templates).",
+)
+
+
+@voice_app.command("preview")
+def voice_preview(
+    shop: ShopOption,
+    step: Annotated[int, typer.Option(help="Which reminder (1 is the first).")] = 1,
+    saved: Annotated[
+        bool, typer.Option("--saved", help="As for a cart saved with a link.")
+    ] = False,
+) -> None:
+    """Print a reminder in the shop's current voice (subject and text), about a made-up cart."""
+    from cartnudge.db.session import reading
+    from cartnudge.messages.compose import compose
+    from cartnudge.messages.service import voice_of
+    from cartnudge.timing.service import rules_of
+
+    rt = runtime()
+    record = rt.shop(shop)
+    with reading(rt.engine) as conn:
+        current = voice_of(conn, [record.id])[record.id]
+        steps = rules_of(conn, [record.id])[record.id].rules.steps
+    if not 1 <= step <= steps:
+        fail(f"--step: the shop's rules send {steps} reminder(s); choose 1 to {steps}")
+    draft = preview_draft(
+        record, step=step, steps=steps, saved=saved, public_url=rt.settings.public_url
+    )
+    composed = compose(draft, current.voice)
+    label = " (built-in default)" if current.version == 0 else ""
+    typer.echo(
+        f"# {record.slug}: voice version {current.version}{label}, variant {composed.variant}, "
+        f"reminder {step} of {steps}, about a made-up cart"
+    )
+    typer.echo(f"Subject: {composed.subject}")
+    typer.echo("")
+    body = composed.message.get_body(("plain",))
+    assert body is not None  # compose always writes a text part
+    typer.echo(body.get_content().rstrip("\n"))
+
+
+def preview_draft(
+    shop: ShopRecord, *, step: int, steps: int, saved: bool, public_url: str
+) -> Draft:
+    """A draft as the sender would make it, about a made-up cart and shopper."""
+    from email.utils import formataddr
+
+    from cartnudge.messages.compose import Draft, Line
+    from cartnudge.money import to_minor
+
+    base = public_url.rstrip("/")
+    sender_email = shop.sender_email or "shop@example.com"
+    items: tuple[Line, ...] = tuple(
+        Line(title, quantity, to_minor(price, shop.currency), None)
+        for title, quantity, price in PREVIEW_ITEMS
+    )
+    first_name, email = PREVIEW_SHOPPER
+    return Draft(
+        step=step,
+        last_step=step == steps,
+        saved_link=saved,
+        shop_name=shop.name,
+        sender=shop.sender or formataddr((shop.name, sender_email)),
+        postal_address=shop.postal_address or "(the shop's postal address, not set yet)",
+        to=email,
+        first_name=first_name,
+        locale=shop.locale,
+        shop_locale=shop.locale,
+        currency=shop.currency,
+        total_minor=sum((line.unit_price_minor or 0) * line.quantity for line in items),
+        items=items,
+        return_link=f"{base}/c/preview",
+        unsubscribe_url=f"{base}/u/preview",
+        unsubscribe_mailto=f"mailto:{sender_email}?subject=unsubscribe",
+        reply_to=sender_email,
+        message_id=f"<preview@{sender_email.rpartition('@')[2]}>",
+        date=system_clock(),
+    )

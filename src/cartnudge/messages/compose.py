@@ -1,0 +1,319 @@
+"""Compose one reminder email from a draft (what the sender knows about the cart and the
+shop) and the shop's voice. Pure: no I/O, no clock; the same draft gives the same email,
+down to the MIME boundary.
+
+Shoppers type their names and product titles reach us from stores, so neither is trusted:
+every control character (CR and LF above all) is collapsed to a space before anything can
+reach a header, the encoded-word marker ``=?`` is broken up in header text (Python's email
+package decodes encoded words it is handed, newlines included), and the HTML part is
+rendered with autoescaping, so a title like ``<script>`` arrives as text.
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.policy
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from email.header import Header, decode_header, make_header
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage
+from email.policy import EmailPolicy, Policy
+from email.utils import parseaddr
+from functools import cache, lru_cache
+
+from babel import Locale, UnknownLocaleError
+from babel.numbers import format_currency
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
+
+from cartnudge.messages.voice import MAX_SUBJECT_CHARS, Voice, choose_variant, greeting
+from cartnudge.money import minor_digits
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    title: str
+    quantity: int
+    unit_price_minor: int | None
+    image_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    step: int  # 1-based reminder number
+    last_step: bool  # this is the shop's final reminder
+    saved_link: bool  # the cart came from a saved-cart link
+    shop_name: str
+    sender: str  # formatted From, e.g. 'Demo Shop <hello@demo.example>'
+    postal_address: str
+    to: str  # the shopper's address (already validated)
+    first_name: str | None
+    locale: str | None  # the shopper's locale if known, e.g. "fr-FR", "de_DE", "en"
+    shop_locale: str  # the fallback, e.g. "en"
+    currency: str | None
+    total_minor: int | None
+    items: tuple[Line, ...]
+    return_link: str | None  # our tracked /c/ URL, or None (then no button)
+    unsubscribe_url: str  # https .../u/{token}
+    unsubscribe_mailto: str  # mailto:...?subject=...
+    reply_to: str
+    message_id: str  # '<...@...>'
+    date: datetime  # aware
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    message: EmailMessage
+    subject: str
+    variant: str  # "first" | "last" | "saved"
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One line of the cart as the layout shows it."""
+
+    title: str
+    quantity: int
+    price: str  # the unit price, formatted; "" when unknown
+    image_url: str | None  # only an https image: a plain-http one would be blocked or warned
+    text: str  # the whole line for the plain-text part
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_URI_SEPARATOR = re.compile(r"(?<=>)\s*,\s*(?=<)")
+FALLBACK_LOCALE = "en"
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character and run of white space made one space."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def _header_text(text: str) -> str:
+    # A literal "=?…?=" would be decoded by the email package as an encoded word, and an
+    # encoded word may carry a newline: keep the text, lose the marker.
+    return one_line(text).replace("=?", "= ?")
+
+
+class _UriListHeader(UnstructuredHeader, BaseHeader):
+    """``List-Unsubscribe`` as given, folded only between its URIs: the standard folder
+    RFC 2047-encodes a URL longer than a line, which no mailbox provider would follow."""
+
+    def fold(self, *, policy: Policy) -> str:
+        uris = _URI_SEPARATOR.split(str(self))
+        return f"{self.name}: " + f",{policy.linesep} ".join(uris) + policy.linesep
+
+
+class _SubjectHeader(UnstructuredHeader, BaseHeader):
+    """A subject that arrives as written. For non-ASCII text the standard folder can drop
+    the space between two encoded words (``your ¡ cart`` arrives as ``your¡ cart``); the
+    older ``Header`` encoder keeps every space inside the encoded words."""
+
+    def fold(self, *, policy: Policy) -> str:
+        text = str(self)
+        if text.isascii():
+            return super().fold(policy=policy)
+        encoded = Header(text, "utf-8", header_name=self.name).encode(linesep=policy.linesep)
+        return f"{self.name}: {encoded}{policy.linesep}"
+
+
+class _Registry(HeaderRegistry):
+    """The standard registry makes a new class for every header it parses (a good part
+    of composing's time); the same name can share one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.map_to_type("list-unsubscribe", _UriListHeader)
+        self.map_to_type("subject", _SubjectHeader)
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+def _policy() -> EmailPolicy[EmailMessage]:
+    return email.policy.SMTP.clone(header_factory=_Registry())
+
+
+POLICY = _policy()
+
+
+def _parsed(name: str, value: object) -> BaseHeader:
+    header: BaseHeader = POLICY.header_factory(name, value)
+    return header
+
+
+# Header values the same on every email, parsed once: the email package takes a parsed
+# header object as it is, and parses every string it is handed.
+_ONE_CLICK = _parsed("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")  # RFC 8058
+_MIME_VERSION = _parsed("MIME-Version", "1.0")
+_QUOTED_PRINTABLE = _parsed("Content-Transfer-Encoding", "quoted-printable")
+_TEXT_TYPES = {
+    subtype: _parsed("Content-Type", f'text/{subtype}; charset="utf-8"')
+    for subtype in ("plain", "html")
+}
+
+
+@cache
+def _layout() -> tuple[Template, Template]:
+    """The text and HTML layouts, compiled once per process."""
+    env = Environment(
+        loader=PackageLoader("cartnudge.messages", "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    return env.get_template("reminder.txt"), env.get_template("reminder.html")
+
+
+@lru_cache(maxsize=512)
+def _known_locale(tag: str | None) -> Locale | None:
+    if not tag or not tag.strip():
+        return None
+    try:
+        return Locale.parse(tag.strip().replace("-", "_"))
+    except (ValueError, TypeError, UnknownLocaleError):
+        return None
+
+
+def money_locale(shopper: str | None, shop: str | None) -> Locale:
+    """The shopper's locale, else the shop's, else English (an unknown tag is skipped)."""
+    return _known_locale(shopper) or _known_locale(shop) or Locale.parse(FALLBACK_LOCALE)
+
+
+@lru_cache(maxsize=4096)  # a shop's prices and totals recur from cart to cart
+def format_money(minor: int, currency: str, locale: Locale) -> str:
+    amount = Decimal(minor).scaleb(-minor_digits(currency))
+    return str(format_currency(amount, currency, locale=locale))
+
+
+def _shortened(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word, if it is longer: the owner's
+    subject fits, but a shopper's name can be any length."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,.;:-") + "…"
+
+
+def _paragraphs(text: str) -> list[list[str]]:
+    """Paragraphs (split on blank lines) of lines, for the owner's lead and closing."""
+    out = []
+    for block in _PARAGRAPH_BREAK.split(text):
+        lines = [line.strip() for line in block.splitlines() if line.strip()]
+        if lines:
+            out.append(lines)
+    return out
+
+
+def _item(line: Line, currency: str | None, locale: Locale) -> _Item:
+    title = one_line(line.title) or "Item"
+    price = ""
+    if currency is not None and line.unit_price_minor is not None:
+        price = format_money(line.unit_price_minor, currency, locale)
+    image = line.image_url if line.image_url and line.image_url.startswith("https://") else None
+    text = title if line.quantity == 1 else f"{title} × {line.quantity}"
+    if price:
+        text += f", {price} each" if line.quantity != 1 else f", {price}"
+    return _Item(title, line.quantity, price, image, text)
+
+
+@lru_cache(maxsize=1024)  # a shop's From is the same on every email
+def _sender_header(sender: str) -> BaseHeader:
+    return _parsed("From", _address(sender))
+
+
+def _address(value: str) -> Address:
+    """A header address from ``Name <addr>`` or ``addr``, its name decoded and cleaned."""
+    name, addr = parseaddr(value)
+    if not addr:
+        raise ValueError(f"not an email address: {value!r}")
+    display = _header_text(str(make_header(decode_header(name)))) if name else ""
+    return Address(display_name=display, addr_spec=addr)
+
+
+def compose(draft: Draft, voice: Voice) -> Composed:
+    """The reminder for ``draft`` in ``voice``: multipart/alternative, text and HTML."""
+    if draft.date.tzinfo is None:
+        raise ValueError("a draft's date must be timezone-aware")
+    variant = choose_variant(draft.step, last_step=draft.last_step, saved_link=draft.saved_link)
+    locale = money_locale(draft.locale, draft.shop_locale)
+    shop_name = one_line(draft.shop_name)
+    first_name = one_line(draft.first_name or "") or None
+    items = [_item(line, draft.currency, locale) for line in draft.items]
+    total = ""
+    if draft.currency is not None and draft.total_minor is not None:
+        total = format_money(draft.total_minor, draft.currency, locale)
+    wording = voice.render(
+        variant,
+        shop_name=shop_name,
+        first_name=first_name,
+        item_count=sum(line.quantity for line in draft.items),
+        total=total,
+        step=draft.step,
+    )
+    subject = _shortened(_header_text(wording.subject), MAX_SUBJECT_CHARS)
+    kept = "saved a cart" if draft.saved_link else "left items in your cart"
+    context = {
+        "lang": (_known_locale(draft.shop_locale) or locale).language,
+        "subject": subject,
+        "greeting": greeting(first_name),
+        "lead": _paragraphs(wording.lead),
+        "items": items,
+        "total": total,
+        "return_link": draft.return_link,
+        "button": one_line(wording.button),
+        "closing": _paragraphs(wording.closing),
+        "shop_name": shop_name,
+        "address_lines": [
+            line.strip() for line in draft.postal_address.splitlines() if line.strip()
+        ],
+        "reason": f"You got this email because you {kept} at {shop_name} with this address.",
+        "unsubscribe_url": draft.unsubscribe_url,
+    }
+    text_layout, html_layout = _layout()
+    message = _message(draft, subject, text_layout.render(context), html_layout.render(context))
+    return Composed(message=message, subject=subject, variant=variant)
+
+
+def _message(draft: Draft, subject: str, text: str, html: str) -> EmailMessage:
+    message = EmailMessage(policy=POLICY)
+    message["From"] = _sender_header(draft.sender)
+    message["To"] = _address(draft.to)
+    message["Subject"] = subject
+    message["Date"] = draft.date  # written with email.utils.format_datetime
+    message["Message-ID"] = one_line(draft.message_id)
+    message["Reply-To"] = _address(draft.reply_to)
+    message["List-Unsubscribe"] = (
+        f"<{one_line(draft.unsubscribe_url)}>, <{one_line(draft.unsubscribe_mailto)}>"
+    )
+    message["List-Unsubscribe-Post"] = _ONE_CLICK
+    message["MIME-Version"] = _MIME_VERSION
+    # "=_" cannot occur in quoted-printable text, so no part can contain the boundary;
+    # chosen here, as the generator would search the bodies for its random pick on every
+    # write, and from the bodies, so the same draft gives the same bytes.
+    digest = hashlib.blake2b(f"{text}\0{html}".encode(), digest_size=16).hexdigest()
+    message["Content-Type"] = f'multipart/alternative; boundary="=_{digest}"'
+    for body, subtype in ((text, "plain"), (html, "html")):
+        # Quoted-printable keeps the parts 7-bit and every line short whatever the owner or
+        # a store wrote, and binascii encodes it in C: set_content's pure-Python encoder and
+        # its header re-parsing took more time than all the rest of composing.
+        part = EmailMessage(policy=POLICY)
+        part["Content-Type"] = _TEXT_TYPES[subtype]
+        part["Content-Transfer-Encoding"] = _QUOTED_PRINTABLE
+        part.set_payload(binascii.b2a_qp(body.encode(), istext=True).decode("ascii"))
+        message.attach(part)
+    return message
