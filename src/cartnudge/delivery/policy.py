@@ -124,3 +124,31 @@ def _next_minute(at: datetime) -> datetime:
     """``at`` if it is on a whole minute, else the next whole minute."""
     floor = at.replace(second=0, microsecond=0)
     return floor if floor == at else floor + MINUTE
+
+
+# Retrying a send that certainly did not reach the provider (never an ambiguous one).
+MAX_ATTEMPTS = 6  # every attempt counts, the first included; then the send is given up
+RETRY_BASE = timedelta(minutes=1)  # ceiling after the first failed attempt, doubling after each
+RETRY_CAP = timedelta(hours=1)  # an hour is the longest a reminder should wait for a relay
+RETRY_FLOOR = timedelta(seconds=10)  # even an unlucky draw leaves the relay a moment to recover
+
+
+def retry_ceiling(attempts: int) -> timedelta:
+    """The longest wait after ``attempts`` failed attempts (1, 2, 4, … minutes, at most an hour)."""
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
+    # Stop doubling once past the cap, so a huge count cannot overflow timedelta.
+    doublings = min(attempts - 1, 16)
+    return min(RETRY_CAP, RETRY_BASE * (1 << doublings))
+
+
+def retry_delay(attempts: int, fraction: float) -> timedelta:
+    """How long to wait before the next attempt: exponential backoff with full jitter.
+
+    ``fraction`` in [0, 1) is the caller's random draw (``random.random()``), so this stays
+    pure. Full jitter spreads a burst of sends that failed together (a relay outage) over the
+    whole window instead of bringing them back all at once.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), not {fraction}")
+    return max(RETRY_FLOOR, retry_ceiling(attempts) * fraction)
