@@ -32,6 +32,9 @@ FIXTURES = SHARED / "fixtures"
 T0 = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 SHOPIFY_SECRET = "test-shopify-secret"
 STRIPE_SECRET = "whsec_test_stripe_secret"
+KEY = "test-signing-key"
+SENDER = "Tea House <hello@tea.example>"
+POSTAL_ADDRESS = "1 Leaf Lane\nBristol BS1 1AA\nUnited Kingdom"
 
 
 def load_fixture(relative: str) -> Any:
@@ -119,7 +122,21 @@ def shop(make_shop: ShopFactory) -> ShopRecord:
 
 @pytest.fixture
 def client(engine: Engine, clock: FrozenClock) -> Iterator[TestClient]:
-    settings = Settings(home=Path("/nonexistent"), public_url="http://testserver")
+    settings = Settings(home=Path("/nonexistent"), public_url="http://testserver", secret_key=KEY)
     app = create_app(settings, engine=engine, clock=clock)
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def sender_shop(make_shop: ShopFactory) -> ShopRecord:
+    """A shop that can send: its sender identity and postal address are set."""
+    return make_shop(sender=SENDER, postal_address=POSTAL_ADDRESS)
+
+
+@pytest.fixture
+def run(engine: Engine, tmp_path: Path) -> Any:
+    """One waiter and sender pass at a chosen instant (``tests.delivery.helpers.Pass``)."""
+    from tests.delivery.helpers import Pass
+
+    return Pass(engine, tmp_path / "outbox")

@@ -24,6 +24,7 @@ from cartnudge.intake.endpoints import openapi_paths as intake_paths
 from cartnudge.intake.remote import RemoteWriter
 from cartnudge.intake.writer import IngestWriter
 from cartnudge.shops.cache import ShopCache
+from cartnudge.tracking.endpoints import tracking_router
 
 
 def _publish_schemas(app: FastAPI) -> None:
@@ -99,6 +100,8 @@ def create_app(
     intake = IntakeContext(ShopCache(engine), writer, clock)
     app.state.intake = intake
     _publish_schemas(app)
+
+    app.include_router(tracking_router(engine, settings.signing_key, clock))
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     def healthz() -> Response:

@@ -12,7 +12,9 @@ import typer
 from cartnudge.carts.commands import carts_app
 from cartnudge.cli_support import Runtime, close_runtimes, emit, runtime
 from cartnudge.clock import system_clock
+from cartnudge.delivery.commands import sends_app, unsubscribe_command
 from cartnudge.intake.commands import events_app, import_app, reconcile_app
+from cartnudge.messages.commands import voice_app
 from cartnudge.shops.commands import shop_app
 from cartnudge.timing.commands import rules_app
 
@@ -23,6 +25,9 @@ app.add_typer(carts_app, name="carts")
 app.add_typer(import_app, name="import")
 app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(rules_app, name="rules")
+app.add_typer(voice_app, name="voice")
+app.add_typer(sends_app, name="sends")
+app.command("unsubscribe")(unsubscribe_command)
 
 
 @app.callback()
@@ -30,32 +35,94 @@ def _root(ctx: typer.Context) -> None:
     ctx.call_on_close(close_runtimes)
 
 
-# -- serve --------------------------------------------------------------------------------
+# -- serve, web, worker, tick ---------------------------------------------------------
+HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
+PortOption = Annotated[int, typer.Option(help="TCP port.")]
+WorkersOption = Annotated[
+    int,
+    typer.Option(min=1, max=64, help="Web processes (on PostgreSQL each has its own writer)."),
+]
+
+
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[
-        int,
-        typer.Option(min=1, max=64, help="Web processes (on PostgreSQL each has its own writer)."),
-    ] = 1,
+    host: HostOption = "127.0.0.1", port: PortOption = 8000, workers: WorkersOption = 1
 ) -> None:
-    """Run the web app (webhook lanes) on the configured database."""
+    """Run everything in one place: the web app (webhooks, links) and the waiter and
+    sender loops. The embedded default `make run` uses."""
+    _run_web(host, port, workers, with_loops=True)
+
+
+@app.command()
+def web(
+    host: HostOption = "127.0.0.1", port: PortOption = 8000, workers: WorkersOption = 1
+) -> None:
+    """Run only the web app; run `cartnudge worker` processes for the loops (PostgreSQL)."""
+    _run_web(host, port, workers, with_loops=False)
+
+
+@app.command()
+def worker() -> None:
+    """Run only the waiter and sender loops, until Ctrl-C or SIGTERM. On PostgreSQL run as
+    many as the load needs: they share the work without doing any of it twice."""
+    import signal
+
+    from cartnudge.worker import Loops
+
+    rt = runtime()
+    _configure_logging(rt)
+    loops = Loops(rt.engine, rt.settings)
+    signal.signal(signal.SIGTERM, lambda *_: loops.stop(timeout_s=0))
+    typer.echo("cartnudge: worker running (Ctrl-C to stop)")
+    try:
+        loops.run()
+    except KeyboardInterrupt:
+        loops.stop(timeout_s=0)
+
+
+@app.command()
+def tick(
+    now: Annotated[
+        str | None, typer.Option(help="Act as of this RFC 3339 instant (default: now).")
+    ] = None,
+) -> None:
+    """One pass of the waiter and then the sender as of NOW, then exit. Prints what each
+    did."""
+    from cartnudge.cli_support import instant
+    from cartnudge.clock import FrozenClock
+    from cartnudge.worker import Loops
+
+    at = instant(now, "--now") if now else system_clock()
+    rt = runtime()
+    loops = Loops(rt.engine, rt.settings, FrozenClock(at))
+    try:
+        emit({"now": at.isoformat(), **loops.run_once()})
+    finally:
+        loops.providers.close()
+
+
+def _configure_logging(rt: Runtime) -> None:
     import logging
+
+    logging.basicConfig(
+        level=rt.settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
     import os
 
     import uvicorn
 
     from cartnudge.app import create_app
+    from cartnudge.worker import Loops
 
     rt = runtime()
     if "CARTNUDGE_PUBLIC_URL" not in os.environ:
         rt.settings.public_url = f"http://{host}:{port}"
         os.environ["CARTNUDGE_PUBLIC_URL"] = rt.settings.public_url  # for worker processes
-    logging.basicConfig(
-        level=rt.settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _configure_logging(rt)
     _ensure_demo_shop(rt)
     writer = None
     if rt.settings.is_sqlite:
@@ -67,10 +134,12 @@ def serve(
         writer.start()
         rt.settings.ingest_socket = writer.socket_path
         os.environ["CARTNUDGE_INGEST_SOCKET"] = str(writer.socket_path)  # for web workers
+    loops = Loops(rt.engine, rt.settings) if with_loops else None
     try:
+        if loops is not None:
+            loops.start()
         if workers > 1:
             # Each process builds its own app from the environment.
-            rt.close()
             uvicorn.run(
                 "cartnudge.app:app_from_environment",
                 factory=True,
@@ -87,6 +156,8 @@ def serve(
                 log_level="warning",
             )
     finally:
+        if loops is not None:
+            loops.stop()
         # After uvicorn has answered its in-flight requests, which wait on the writer.
         if writer is not None:
             writer.stop()
@@ -116,6 +187,9 @@ def _ensure_demo_shop(rt: Runtime) -> None:
             shopify_domain="demo.myshopify.com",
             shopify_secret=secrets.token_hex(16),
             stripe_secret="whsec_" + secrets.token_hex(16),
+            # Example values so the demo can send; a real shop sets its own.
+            sender="Demo Shop <hello@demo.example>",
+            postal_address="1 Example Street\nLondon EC1A 1AA\nUnited Kingdom",
         )
     typer.echo("cartnudge: created the demo shop. Point a store at these webhooks:")
     emit(describe(shop, rt.settings.public_url))
@@ -123,19 +197,23 @@ def _ensure_demo_shop(rt: Runtime) -> None:
 
 
 @app.command()
-def tick(
-    now: Annotated[
-        str | None, typer.Option(help="Act as of this RFC 3339 instant (default: now).")
-    ] = None,
+def demo(
+    carts: Annotated[int, typer.Option(min=1, max=5000, help="Synthetic carts.")] = 120,
+    seed: Annotated[int, typer.Option(help="Same seed, same story.")] = 7,
 ) -> None:
-    """One pass of the waiter over every cart due at NOW, then exit. Prints what it did."""
-    from cartnudge.cli_support import instant
-    from cartnudge.timing.waiter import wake_due
+    """The whole loop on a synthetic store in accelerated time: carts arrive, reminders
+    go out (never at night, never after a purchase), and the emails are left in
+    $CARTNUDGE_HOME/demo/outbox. Uses a database of its own; yours is not touched."""
+    import time
 
-    at = instant(now, "--now") if now else system_clock()
-    rt = runtime()
-    report = wake_due(rt.engine, at)
-    emit({"now": at.isoformat(), "waiter": report.as_dict()})
+    from cartnudge.config import Settings
+    from cartnudge.sim.demo import describe, run_demo
+
+    home = Settings().home / "demo"
+    started = time.perf_counter()
+    story = run_demo(home, carts=carts, seed=seed)
+    for line in describe(story, home / "outbox", time.perf_counter() - started):
+        typer.echo(line)
 
 
 @app.command()

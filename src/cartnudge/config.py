@@ -6,6 +6,8 @@ needs to start: where its data lives, which database, how it listens.
 
 from __future__ import annotations
 
+import os
+import secrets
 from functools import cached_property
 from pathlib import Path
 
@@ -44,12 +46,48 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=5, ge=1, description="Connections per process (PostgreSQL).")
     log_level: str = Field(default="INFO", description="Python logging level name.")
+    secret_key: str | None = Field(
+        default=None,
+        description="Signs the links in emails (click and unsubscribe). Unset means a random "
+        "key kept in $CARTNUDGE_HOME/secret.key; set it, the same for every process, when web "
+        "and worker processes run on different machines.",
+    )
+    outbox_dir: Path | None = Field(
+        default=None,
+        description="Where the file mail route writes one .eml per email "
+        "(default $CARTNUDGE_HOME/outbox).",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'cartnudge.db').resolve()}"
+
+    @cached_property
+    def signing_key(self) -> bytes:
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.home / "secret.key"
+        try:
+            return path.read_bytes().strip()
+        except FileNotFoundError:
+            pass
+        self.home.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32).encode()
+        try:
+            # Created exclusively and readable by its owner only; if another process won
+            # the race, its key is the one everybody uses.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+        return key
+
+    @property
+    def resolved_outbox_dir(self) -> Path:
+        return self.outbox_dir or self.home / "outbox"
 
     @property
     def is_sqlite(self) -> bool:

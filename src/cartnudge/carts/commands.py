@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cartnudge.cli_support import emit, fail, runtime
+from cartnudge.db.models import CartStatus
 
 carts_app = typer.Typer(no_args_is_help=True, help="The cart list.")
 
@@ -22,7 +23,6 @@ def carts_list(
 ) -> None:
     """The shop's carts, most recently active first."""
     from cartnudge.carts.queries import list_carts
-    from cartnudge.db.models import CartStatus
     from cartnudge.db.session import reading
 
     if status is not None and status not in {s.value for s in CartStatus}:
@@ -57,3 +57,38 @@ def carts_show(
     if view is None:
         fail(f"no cart {cart_id}")
     emit(view)
+
+
+@carts_app.command("suppress")
+def carts_suppress(
+    cart_id: Annotated[int, typer.Argument(help="Cart id.")],
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
+) -> None:
+    """Stop a cart: no reminder about it will be sent; any queued one is cancelled."""
+    _stop(cart_id, CartStatus.SUPPRESSED, reason)
+
+
+@carts_app.command("write-off")
+def carts_write_off(
+    cart_id: Annotated[int, typer.Argument(help="Cart id.")],
+    reason: Annotated[str, typer.Option(help="Why (required), for the audit trail.")],
+) -> None:
+    """Give up on a cart (e.g. the shopper ordered by phone); any queued reminder is
+    cancelled."""
+    if not reason.strip():
+        fail("--reason must not be empty")
+    _stop(cart_id, CartStatus.WRITTEN_OFF, reason.strip())
+
+
+def _stop(cart_id: int, status: CartStatus, reason: str | None) -> None:
+    from cartnudge.carts.actions import ActionError, stop_cart
+    from cartnudge.clock import system_clock
+    from cartnudge.db.session import writing
+
+    rt = runtime()
+    try:
+        with writing(rt.engine) as conn:
+            result = stop_cart(conn, cart_id, status, system_clock(), reason=reason)
+    except ActionError as exc:
+        fail(str(exc))
+    emit(result)

@@ -1,4 +1,4 @@
-"""Read models of the cart list for owners: the list, and one cart with its timeline."""
+"""Read models for owners: the cart list, one cart with its timeline, and the sends."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from cartnudge.carts.repository import CartRepository
-from cartnudge.db.models import AuditEntry, Cart, InboxEvent, table_of
+from cartnudge.db.models import AuditEntry, Cart, InboxEvent, Send, table_of
 
 carts = table_of(Cart)
 inbox = table_of(InboxEvent)
 audit = table_of(AuditEntry)
+sends = table_of(Send)
 
 
 def _iso(value: Any) -> str | None:
@@ -44,6 +45,34 @@ def cart_view(row: Any) -> dict[str, Any]:
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
+
+
+def send_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "cart_id": row.cart_id,
+        "step": row.step,
+        "status": row.status,
+        "reason": row.reason,
+        "due_at": _iso(row.due_at),
+        "attempts": row.attempts,
+        "consent_basis": row.consent_basis,
+        "provider": row.provider,
+        "message_id": row.message_id,
+        "subject": row.subject,
+        "sent_at": _iso(row.sent_at),
+        "updated_at": _iso(row.updated_at),
+    }
+
+
+def list_sends(
+    conn: Connection, shop_id: int, *, status: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    stmt = select(sends).where(sends.c.shop_id == shop_id)
+    if status is not None:
+        stmt = stmt.where(sends.c.status == status)
+    stmt = stmt.order_by(sends.c.updated_at.desc(), sends.c.id.desc()).limit(limit)
+    return [send_view(row) for row in conn.execute(stmt)]
 
 
 def list_carts(
@@ -87,6 +116,12 @@ def show_cart(conn: Connection, cart_id: int) -> dict[str, Any] | None:
             "received_at": _iso(e.received_at),
         }
         for e in events
+    ]
+    view["sends"] = [
+        send_view(s)
+        for s in conn.execute(
+            select(sends).where(sends.c.cart_id == cart_id).order_by(sends.c.step)
+        )
     ]
     entries = conn.execute(select(audit).where(audit.c.cart_id == cart_id).order_by(audit.c.id))
     view["audit"] = [

@@ -233,6 +233,13 @@ class Send(Base):
             postgresql_where=text("status = 'queued'"),
         ),
         Index("ix_sends_shop_email", "shop_id", "email_key", "sent_at"),
+        # Sends handed to a provider; the sender's recovery reads only those.
+        Index(
+            "ix_sends_in_flight",
+            "claimed_until",
+            sqlite_where=text("status = 'sending'"),
+            postgresql_where=text("status = 'sending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -1,4 +1,4 @@
-"""``cartnudge shop …``: add and list shops."""
+"""``cartnudge shop …``: add, change and list shops."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from cartnudge.cli_support import emit, fail, instant, runtime
 from cartnudge.clock import system_clock
 
-shop_app = typer.Typer(no_args_is_help=True, help="Add and list shops.")
+shop_app = typer.Typer(no_args_is_help=True, help="Add, change and list shops.")
 
 
 @shop_app.command("add")
@@ -34,6 +34,24 @@ def shop_add(
             help="An order naming no cart buys the same email's carts active this long before it."
         ),
     ] = "7d",
+    sender: Annotated[
+        str | None,
+        typer.Option(help="Who reminders come from: 'Name <address>'. Needed to send."),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="The shop's postal address, printed in every email. Needed to send."),
+    ] = None,
+    mail: Annotated[
+        str | None,
+        typer.Option(
+            help="How email leaves: 'file' (one .eml per email in the outbox folder), "
+            "smtp://host:25, smtp+starttls://user:pass@host:587 or smtps://user:pass@host:465."
+        ),
+    ] = None,
+    locale: Annotated[
+        str | None, typer.Option(help="For money and dates when the shopper's is unknown.")
+    ] = None,
 ) -> None:
     """Add a shop and print it as JSON, with its webhook URLs and secrets."""
     from cartnudge.db.session import writing
@@ -60,10 +78,58 @@ def shop_add(
                 stripe_secret=stripe_secret,
                 activated_at=activated,
                 order_match_window=window,
+                sender=sender,
+                postal_address=address,
+                mail_url=mail,
+                locale=locale or "en",
             )
     except ShopError as exc:
         fail(str(exc))
     emit(describe(shop, rt.settings.public_url))
+
+
+@shop_app.command("set")
+def shop_set(
+    slug: Annotated[str, typer.Argument(help="Shop slug.")],
+    sender: Annotated[
+        str | None,
+        typer.Option(help="Who reminders come from: 'Name <address>'. Needed to send."),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="The shop's postal address, printed in every email. Needed to send."),
+    ] = None,
+    mail: Annotated[
+        str | None,
+        typer.Option(
+            help="How email leaves: 'file' (one .eml per email in the outbox folder), "
+            "smtp://host:25, smtp+starttls://user:pass@host:587 or smtps://user:pass@host:465."
+        ),
+    ] = None,
+    locale: Annotated[
+        str | None, typer.Option(help="For money and dates when the shopper's is unknown.")
+    ] = None,
+) -> None:
+    """Change how the shop's reminders are sent; print the shop. Sends held for want of a
+    sender identity go out on the next pass once it is complete."""
+    from cartnudge.db.session import writing
+    from cartnudge.shops.service import ShopError, describe, set_shop
+
+    rt = runtime()
+    try:
+        with writing(rt.engine) as conn:
+            shop = set_shop(
+                conn,
+                slug,
+                system_clock(),
+                sender=sender,
+                postal_address=address,
+                mail_url=mail,
+                locale=locale,
+            )
+    except ShopError as exc:
+        fail(str(exc))
+    emit(describe(shop, rt.settings.public_url, show_secrets=False))
 
 
 @shop_app.command("list")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,10 +85,20 @@ class ShopRepository:
         row = self.conn.execute(select(shops).where(shops.c.id == shop_id)).first()
         return ShopRecord.from_row(row) if row else None
 
+    def by_ids(self, shop_ids: Iterable[int]) -> dict[int, ShopRecord]:
+        wanted = sorted(set(shop_ids))
+        if not wanted:
+            return {}
+        rows = self.conn.execute(select(shops).where(shops.c.id.in_(wanted)))
+        return {row.id: ShopRecord.from_row(row) for row in rows}
+
     def all(self) -> list[ShopRecord]:
         return [
             ShopRecord.from_row(r) for r in self.conn.execute(select(shops).order_by(shops.c.id))
         ]
+
+    def update(self, shop_id: int, values: dict[str, Any]) -> None:
+        self.conn.execute(update(shops).where(shops.c.id == shop_id).values(**values))
 
     def set_storefront_secrets(self, shop_id: int, secrets: list[str]) -> None:
         self.conn.execute(

@@ -6,11 +6,17 @@ import base64
 import re
 import secrets
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel import Locale, UnknownLocaleError
 from sqlalchemy import Connection
 
+from cartnudge.carts.repository import CartRepository
+from cartnudge.delivery.policy import usable_address
+from cartnudge.delivery.providers import MailRouteError, parse_mail_url
+from cartnudge.delivery.repository import SenderRepository
 from cartnudge.durations import format_duration
 from cartnudge.money import MoneyError, normalize_currency
 from cartnudge.shops.repository import ShopRecord, ShopRepository
@@ -19,6 +25,7 @@ from cartnudge.shops.repository import ShopRecord, ShopRepository
 DEFAULT_ORDER_MATCH_WINDOW = timedelta(days=7)
 MAX_ORDER_MATCH_WINDOW = timedelta(days=90)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SHOPIFY_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 
 
@@ -44,8 +51,13 @@ def add_shop(
     stripe_secret: str | None = None,
     activated_at: datetime | None = None,
     order_match_window: timedelta = DEFAULT_ORDER_MATCH_WINDOW,
+    sender: str | None = None,
+    postal_address: str | None = None,
+    mail_url: str | None = None,
+    locale: str = "en",
 ) -> ShopRecord:
     repo = ShopRepository(conn)
+    identity = _identity(sender, postal_address, mail_url, locale)
     if not SLUG.match(slug):
         raise ShopError(f"slug {slug!r}: use 1-63 lower-case letters, digits and dashes")
     if repo.by_slug(slug):
@@ -87,8 +99,101 @@ def add_shop(
             "order_match_window_s": int(order_match_window.total_seconds()),
             "activated_at": activated_at or now,
             "created_at": now,
+            **identity,
         }
     )
+
+
+def set_shop(
+    conn: Connection,
+    slug: str,
+    now: datetime,
+    *,
+    sender: str | None = None,
+    postal_address: str | None = None,
+    mail_url: str | None = None,
+    locale: str | None = None,
+    actor: str = "owner:cli",
+) -> ShopRecord:
+    """Change how a shop's reminders are sent: who they come from, the postal address
+    they carry, the mail route, the fallback locale. Only the given settings change. Sends
+    held for want of a sender identity become due at once when it is complete."""
+    repo = ShopRepository(conn)
+    shop = repo.by_slug(slug)
+    if shop is None:
+        raise ShopError(f"no shop {slug!r}")
+    changes = _identity(sender, postal_address, mail_url, locale)
+    if not changes:
+        raise ShopError("nothing to change: give --sender, --address, --mail or --locale")
+    before = {k: getattr(shop, k) for k in changes}
+    repo.update(shop.id, changes)
+    updated = repo.by_id(shop.id)
+    assert updated is not None
+    # Which settings changed, never their values: a sender or address can name a person.
+    CartRepository(conn).audit_many(
+        [
+            {
+                "shop_id": shop.id,
+                "cart_id": None,
+                "at": now,
+                "actor": actor,
+                "action": "shop:set",
+                "reason": None,
+                "before": {"changed": sorted(k for k in changes if before[k] != changes[k])},
+                "after": None,
+            }
+        ]
+    )
+    if updated.sender is not None and updated.postal_address:
+        SenderRepository(conn).release_held(shop.id, now)
+    return updated
+
+
+def _identity(
+    sender: str | None, postal_address: str | None, mail_url: str | None, locale: str | None
+) -> dict[str, Any]:
+    """The sending settings given, validated and normalised for storage."""
+    values: dict[str, Any] = {}
+    if sender is not None:
+        values["sender_name"], values["sender_email"] = parse_sender(sender)
+    if postal_address is not None:
+        values["postal_address"] = parse_postal_address(postal_address)
+    if mail_url is not None:
+        try:
+            route = parse_mail_url(mail_url)
+        except MailRouteError as exc:
+            raise ShopError(f"--mail: {exc}") from exc
+        values["mail_url"] = None if route.kind == "file" else mail_url.strip()
+    if locale is not None:
+        try:
+            values["locale"] = str(Locale.parse(locale.replace("-", "_")))
+        except (ValueError, TypeError, UnknownLocaleError) as exc:
+            raise ShopError(f"--locale: {locale!r} is not a known locale") from exc
+    return values
+
+
+def parse_sender(text: str) -> tuple[str, str]:
+    """``"Name <address>"`` → (name, address), refusing anything that could not go in a
+    From header as it is (a line break there would let text inject a header)."""
+    if _CONTROL.search(text):
+        raise ShopError("--sender must be on one line, without control characters")
+    name, address = parseaddr(text)
+    if not name.strip() or not address:
+        raise ShopError(f"--sender {text!r}: expected 'Name <address>'")
+    if not usable_address(address) or len(name) > 200:
+        raise ShopError(f"--sender: {address!r} is not a usable email address")
+    return name.strip(), address
+
+
+def parse_postal_address(text: str) -> str:
+    """A postal address, one or more lines (a literal ``\\n`` or a real line break)."""
+    lines = [line.strip() for line in text.replace("\\n", "\n").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise ShopError("--address must not be empty: reminders carry the shop's postal address")
+    if any(_CONTROL.search(line) for line in lines) or sum(map(len, lines)) > 500:
+        raise ShopError("--address: at most 500 characters, without control characters")
+    return "\n".join(lines)
 
 
 def rotate_storefront_secret(conn: Connection, slug: str, *, finish: bool) -> ShopRecord:
@@ -130,6 +235,13 @@ def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) ->
         "currency": shop.currency,
         "activated_at": shop.activated_at.isoformat(),
         "order_match_window": format_duration(timedelta(seconds=shop.order_match_window_s)),
+        "sending": {
+            "sender": shop.sender,
+            "postal_address": shop.postal_address,
+            "mail": parse_mail_url(shop.mail_url).redacted(),
+            "locale": shop.locale,
+            "ready": shop.sender is not None and bool(shop.postal_address),
+        },
         "webhooks": {
             "shopify": {
                 "url": f"{base}/webhooks/shopify",

@@ -14,9 +14,17 @@ CHUNK = 5000  # rows per transaction
 
 
 def insert_open_carts(
-    engine: Engine, shop_id: int, count: int, *, active_at: datetime, wake_at: datetime
+    engine: Engine,
+    shop_id: int,
+    count: int,
+    *,
+    active_at: datetime,
+    wake_at: datetime,
+    shoppers: bool = False,
 ) -> None:
-    """``count`` open one-item 64.00 EUR carts, last active at ``active_at``, due at ``wake_at``."""
+    """``count`` open one-item 64.00 EUR carts, last active at ``active_at``, due at ``wake_at``;
+    with ``shoppers``, each with its own opted-in address and a return URL (so the sender
+    can send them all)."""
     row = {
         "shop_id": shop_id,
         "status": "open",
@@ -35,5 +43,19 @@ def insert_open_carts(
     }
     carts = table_of(Cart)
     for start in range(0, count, CHUNK):
+        rows = [row] * min(CHUNK, count - start)
+        if shoppers:
+            rows = [
+                {
+                    **row,
+                    "email": f"shopper{n}@bench.example",
+                    "email_key": f"shopper{n}@bench.example",
+                    "first_name": "Alex",
+                    "accepts_marketing": True,
+                    "consent_source": "checkout",
+                    "return_url": f"https://shop.example/cart/{n}",
+                }
+                for n in range(start, start + len(rows))
+            ]
         with writing(engine) as conn:
-            conn.execute(carts.insert(), [row] * min(CHUNK, count - start))
+            conn.execute(carts.insert(), rows)

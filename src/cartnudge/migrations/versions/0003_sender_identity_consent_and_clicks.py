@@ -61,6 +61,13 @@ def upgrade() -> None:
     with op.batch_alter_table("sends", schema=None) as batch_op:
         batch_op.add_column(sa.Column("subject", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("voice_version", sa.Integer(), nullable=True))
+        batch_op.create_index(
+            "ix_sends_in_flight",
+            ["claimed_until"],
+            unique=False,
+            sqlite_where=sa.text("status = 'sending'"),
+            postgresql_where=sa.text("status = 'sending'"),
+        )
 
     with op.batch_alter_table("shops", schema=None) as batch_op:
         batch_op.add_column(sa.Column("sender_name", sa.String(length=200), nullable=True))
@@ -81,6 +88,11 @@ def downgrade() -> None:
         batch_op.drop_column("sender_name")
 
     with op.batch_alter_table("sends", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_sends_in_flight",
+            sqlite_where=sa.text("status = 'sending'"),
+            postgresql_where=sa.text("status = 'sending'"),
+        )
         batch_op.drop_column("voice_version")
         batch_op.drop_column("subject")
 

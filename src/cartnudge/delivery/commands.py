@@ -1,0 +1,58 @@
+"""``cartnudge sends …`` and ``cartnudge unsubscribe``: what the sender did, and the
+owner's way to stop email to an address."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cartnudge.cli_support import emit, fail, runtime
+from cartnudge.db.models import SendStatus
+
+sends_app = typer.Typer(no_args_is_help=True, help="The reminders decided and what became of them.")
+
+
+@sends_app.command("list")
+def sends_list(
+    shop: Annotated[str, typer.Option(help="Shop slug.")],
+    status: Annotated[
+        str | None,
+        typer.Option(help=", ".join(s.value for s in SendStatus)),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+) -> None:
+    """The shop's sends as JSON, most recently changed first, with the reason for each
+    skip, deferral, failure or ambiguity."""
+    from cartnudge.carts.queries import list_sends
+    from cartnudge.db.session import reading
+
+    if status is not None and status not in {s.value for s in SendStatus}:
+        fail(f"unknown status {status!r}; choose one of {', '.join(s.value for s in SendStatus)}")
+    rt = runtime()
+    record = rt.shop(shop)
+    with reading(rt.engine) as conn:
+        emit(list_sends(conn, record.id, status=status, limit=limit))
+
+
+def unsubscribe_command(
+    email: Annotated[str, typer.Argument(help="The address to stop emailing.")],
+    shop: Annotated[str, typer.Option(help="Shop slug.")],
+) -> None:
+    """Put an address on the shop's unsubscribe list (e.g. after a reply asking to be left
+    alone): no reminder goes to it again, and queued ones are cancelled."""
+    from cartnudge.clock import system_clock
+    from cartnudge.db.session import writing
+    from cartnudge.delivery.policy import usable_address
+    from cartnudge.intake.events import email_key
+    from cartnudge.tracking.service import unsubscribe
+
+    if not usable_address(email.strip()):
+        fail(f"{email!r} is not an email address")
+    key = email_key(email)
+    assert key is not None
+    rt = runtime()
+    record = rt.shop(shop)
+    with writing(rt.engine) as conn:
+        added = unsubscribe(conn, record.id, key, system_clock(), source="owner", actor="owner:cli")
+    typer.echo(f"{record.slug}: {'unsubscribed' if added else 'already unsubscribed'}")

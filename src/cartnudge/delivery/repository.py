@@ -1,0 +1,215 @@
+"""Every SQL statement of the sender: claim due sends, look up what the gates need,
+record what happened, and cancel or release pending sends."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
+
+from cartnudge.db.models import Cart, ConsentEntry, ConsentKind, Send, SendStatus, table_of
+from cartnudge.db.types import UtcDateTime
+
+sends = table_of(Send)
+carts = table_of(Cart)
+ledger = table_of(ConsentEntry)
+
+# Statuses of a send that may have reached the shopper: do-not-disturb counts them all.
+REACHED = (SendStatus.SENDING.value, SendStatus.SENT.value, SendStatus.AMBIGUOUS.value)
+PENDING = (SendStatus.QUEUED.value,)
+# Why a send waits: its shop cannot send yet. Setting the identity releases these.
+HELD = (
+    "held: the shop has no sender identity or postal address yet "
+    "(cartnudge shop set SHOP --sender 'Name <address>' --address '…')"
+)
+
+# The queued sends whose time has come, with what the gates and the email need of their
+# cart. On PostgreSQL the send rows stay locked by this transaction and other workers
+# skip them; on SQLite the writing transaction holds the only write lock.
+_DUE = (
+    select(
+        sends.c.id,
+        sends.c.shop_id,
+        sends.c.cart_id,
+        sends.c.step,
+        sends.c.attempts,
+        sends.c.rules_version,
+        carts.c.status.label("cart_status"),
+        carts.c.email,
+        carts.c.email_key,
+        carts.c.first_name,
+        carts.c.locale,
+        carts.c.timezone,
+        carts.c.accepts_marketing,
+        carts.c.consent_source,
+        carts.c.return_url,
+        carts.c.saved_link,
+        carts.c["items"],  # ``.items`` is the collection's own method
+        carts.c.currency,
+        carts.c.total_minor,
+    )
+    .join(carts, carts.c.id == sends.c.cart_id)
+    .where(
+        sends.c.status == SendStatus.QUEUED.value,
+        sends.c.due_at <= bindparam("now", type_=UtcDateTime()),
+    )
+    .order_by(sends.c.due_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=sends)
+)
+# Sends handed to a provider whose worker's lease has run out: it stopped mid-delivery.
+_STRANDED = (
+    select(sends.c.id, sends.c.provider)
+    .where(
+        sends.c.status == SendStatus.SENDING.value,
+        sends.c.claimed_until <= bindparam("now", type_=UtcDateTime()),
+    )
+    .with_for_update(skip_locked=True)
+)
+_newer = ledger.alias("newer")
+# Each address's newest consent entry in a shop; the address is unsubscribed if it says so.
+_UNSUBSCRIBED = select(ledger.c.email_key).where(
+    ledger.c.shop_id == bindparam("shop_id"),
+    ledger.c.email_key.in_(bindparam("email_keys", expanding=True)),
+    ledger.c.kind == ConsentKind.UNSUBSCRIBE.value,
+    ~exists().where(
+        _newer.c.shop_id == ledger.c.shop_id,
+        _newer.c.email_key == ledger.c.email_key,
+        _newer.c.id > ledger.c.id,
+    ),
+)
+# The latest reminder that may have reached each address, per cart (do-not-disturb).
+_REMINDED = (
+    select(sends.c.email_key, sends.c.cart_id, func.max(sends.c.sent_at).label("at"))
+    .where(
+        sends.c.shop_id == bindparam("shop_id"),
+        sends.c.email_key.in_(bindparam("email_keys", expanding=True)),
+        sends.c.sent_at.is_not(None),
+        sends.c.status.in_(REACHED),
+    )
+    .group_by(sends.c.email_key, sends.c.cart_id)
+)
+_UPDATE = update(sends).where(sends.c.id == bindparam("_send_id"))
+_LEASE = (
+    update(sends)
+    .where(
+        sends.c.id.in_(bindparam("ids", expanding=True)),
+        sends.c.status == SendStatus.SENDING.value,
+    )
+    .values(claimed_until=bindparam("until", type_=UtcDateTime()))
+)
+
+
+def address_lock_key(shop_id: int, email_key: str) -> int:
+    """A signed 64-bit key for PostgreSQL's advisory locks, one per (shop, address)."""
+    digest = hashlib.blake2b(f"{shop_id}\x00{email_key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class SenderRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def claim_due(self, now: datetime, limit: int) -> list[Any]:
+        return list(self.conn.execute(_DUE, {"now": now, "limit": limit}))
+
+    def stranded(self, now: datetime) -> list[Any]:
+        return list(self.conn.execute(_STRANDED, {"now": now}))
+
+    def lock_addresses(self, pairs: Iterable[tuple[int, str]]) -> None:
+        """Serialise the do-not-disturb check per address across workers (PostgreSQL):
+        a second worker about another cart of the same address waits until the first
+        has committed its send, then sees it. Taken in key order, so never a deadlock.
+        SQLite's single writer serialises already."""
+        if self.conn.dialect.name != "postgresql":
+            return
+        keys = sorted({address_lock_key(shop, email) for shop, email in pairs})
+        if keys:
+            self.conn.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(k) FROM "
+                    "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS wanted"
+                ),
+                {"keys": keys},
+            )
+
+    def unsubscribed(self, shop_id: int, email_keys: Iterable[str]) -> set[str]:
+        wanted = sorted(set(email_keys))
+        if not wanted:
+            return set()
+        rows = self.conn.execute(_UNSUBSCRIBED, {"shop_id": shop_id, "email_keys": wanted})
+        return set(rows.scalars())
+
+    def reminded(self, shop_id: int, email_keys: Iterable[str]) -> list[Any]:
+        """(email_key, cart_id, at) of the latest reminder per address and cart."""
+        wanted = sorted(set(email_keys))
+        if not wanted:
+            return []
+        return list(self.conn.execute(_REMINDED, {"shop_id": shop_id, "email_keys": wanted}))
+
+    def update(self, rows: list[dict[str, Any]]) -> None:
+        """Rows of ``_send_id`` and the columns to set; rows with the same columns go
+        together in one executemany."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(sorted(row)), []).append(row)
+        for group in groups.values():
+            values: dict[str, Any] = {k: bindparam(k) for k in group[0] if k != "_send_id"}
+            self.conn.execute(_UPDATE.values(values), group)
+
+    def extend_lease(self, send_ids: list[int], until: datetime) -> None:
+        if send_ids:
+            self.conn.execute(_LEASE, {"ids": send_ids, "until": until})
+
+    def cancel_pending(
+        self,
+        now: datetime,
+        reason: str,
+        *,
+        cart_ids: Iterable[int] | None = None,
+        shop_id: int | None = None,
+        email_key: str | None = None,
+    ) -> list[int]:
+        """Cancel queued sends of these carts, or of every cart of this address in this
+        shop. Returns the cancelled send ids. A send already handed to a provider is not
+        touched: it has left."""
+        stmt = update(sends).where(sends.c.status.in_(PENDING))
+        if cart_ids is not None:
+            stmt = stmt.where(sends.c.cart_id.in_(sorted(set(cart_ids))))
+        else:
+            assert shop_id is not None and email_key is not None
+            of_address = select(carts.c.id).where(
+                carts.c.shop_id == shop_id, carts.c.email_key == email_key
+            )
+            stmt = stmt.where(sends.c.shop_id == shop_id, sends.c.cart_id.in_(of_address))
+        stmt = stmt.values(
+            status=SendStatus.CANCELLED.value, reason=reason, updated_at=now
+        ).returning(sends.c.id)
+        return sorted(self.conn.execute(stmt).scalars())
+
+    def release_held(self, shop_id: int, now: datetime) -> int:
+        """Make a shop's held sends due now (its sender identity has just been set)."""
+        stmt = (
+            update(sends)
+            .where(
+                and_(
+                    sends.c.shop_id == shop_id,
+                    sends.c.status == SendStatus.QUEUED.value,
+                    sends.c.reason == HELD,
+                )
+            )
+            .values(due_at=now, reason=None, updated_at=now)
+        )
+        return int(self.conn.execute(stmt).rowcount or 0)

@@ -1,0 +1,432 @@
+"""The sender: one pass over the queued sends whose time has come.
+
+A batch goes through three steps, each a short transaction or none:
+
+1. **Claim and decide** (one transaction). Sends stranded by a worker that stopped
+   mid-delivery are settled first. Then the due sends are claimed and each passes the
+   gates (``delivery.policy.check``) against its cart as it is now, which is the second
+   guard against a purchase race. A refused send is skipped with its reason, a send in
+   quiet hours is deferred, a shop without its sender identity holds its sends. A send
+   that passes is composed and marked ``sending`` with a lease, before any byte leaves.
+2. **Deliver** (no transaction). Each email goes to the shop's provider.
+3. **Record** what each provider said, in a transaction every few seconds (which also
+   renews the lease of the sends still waiting their turn) and at the end.
+
+A worker that dies in step 2 leaves ``sending`` rows whose lease runs out within a
+minute. The next pass settles them: back in the queue when the provider can take the
+same email twice without a duplicate (the file outbox), else ``ambiguous``, shown to the
+owner and never resent blindly, because a duplicate reminder is worse than a missing one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from cartnudge.db.models import CartStatus, SendStatus
+from cartnudge.db.session import writing
+from cartnudge.delivery.policy import (
+    MAX_ATTEMPTS,
+    Defer,
+    Go,
+    Recipient,
+    Skip,
+    check,
+    retry_delay,
+)
+from cartnudge.delivery.providers import (
+    Ambiguous,
+    Delivered,
+    Failed,
+    FileProvider,
+    Outcome,
+    Provider,
+    Retry,
+    SmtpProvider,
+    parse_mail_url,
+)
+from cartnudge.delivery.repository import HELD, SenderRepository
+from cartnudge.messages.compose import Draft, Line, compose
+from cartnudge.messages.service import voice_of
+from cartnudge.shops.repository import ShopRecord, ShopRepository
+from cartnudge.timing.service import rules_of
+from cartnudge.tracking.policy import landing_url
+from cartnudge.tracking.tokens import Purpose, make_token
+
+log = logging.getLogger(__name__)
+
+BATCH = 200  # sends per claim: a batch is delivered before the next is claimed
+LEASE = timedelta(seconds=60)  # a stopped worker's sends are settled within this
+HEARTBEAT_S = 15.0  # record outcomes and renew the lease this often while delivering
+HOLD_FOR = timedelta(minutes=15)  # a held send is looked at again after this
+LOCAL_PART_MAX = 64  # RFC 5321: a longer reply address would not be deliverable
+
+
+@dataclass
+class SendReport:
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: SendReport) -> None:
+        self.counts.update(other.counts)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: self.counts[name] for name in _COUNT_NAMES}
+
+
+_COUNT_NAMES = (
+    "claimed",
+    "sent",
+    "skipped",
+    "deferred",
+    "held",
+    "retrying",
+    "failed",
+    "ambiguous",
+    "requeued",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Where the sender's links point and what signs them."""
+
+    public_url: str
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    send_id: int
+    attempts: int
+    provider: Provider
+    message: EmailMessage
+    envelope_from: str
+    to: str
+
+
+class Providers:
+    """The providers of one worker, one per mail route, kept across passes so an SMTP
+    connection serves many emails."""
+
+    def __init__(self, outbox: Path, *, smtp_timeout_s: float = 20.0) -> None:
+        self.outbox = outbox
+        self.smtp_timeout_s = smtp_timeout_s
+        self._open: dict[tuple[str, str], Provider] = {}
+
+    def for_shop(self, shop: ShopRecord) -> Provider:
+        route = parse_mail_url(shop.mail_url)
+        key = (route.kind, shop.slug if route.kind == "file" else shop.mail_url or "")
+        provider = self._open.get(key)
+        if provider is None:
+            if route.kind == "file":
+                provider = FileProvider(self.outbox / shop.slug)
+            else:
+                provider = SmtpProvider(route, timeout_s=self.smtp_timeout_s)
+            self._open[key] = provider
+        return provider
+
+    def close(self) -> None:
+        for provider in self._open.values():
+            provider.close()
+        self._open.clear()
+
+
+def send_due(
+    engine: Engine,
+    clock: Callable[[], datetime],
+    providers: Providers,
+    links: Links,
+    *,
+    limit: int = BATCH,
+    rng: random.Random | None = None,
+) -> SendReport:
+    """Batches until no send is due; each batch claimed, delivered and recorded."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+    total = SendReport()
+    while True:
+        report = send_batch(engine, clock, providers, links, limit=limit, rng=rng)
+        total.add(report)
+        if report.counts["claimed"] < limit:
+            return total
+
+
+def send_batch(
+    engine: Engine,
+    clock: Callable[[], datetime],
+    providers: Providers,
+    links: Links,
+    *,
+    limit: int = BATCH,
+    rng: random.Random,
+) -> SendReport:
+    report = SendReport()
+    with writing(engine) as conn:
+        outgoing = claim_batch(conn, clock(), providers, links, limit, report)
+    if outgoing:
+        _deliver(engine, clock, outgoing, report, rng)
+    return report
+
+
+def claim_batch(
+    conn: Connection,
+    now: datetime,
+    providers: Providers,
+    links: Links,
+    limit: int,
+    report: SendReport,
+) -> list[Outgoing]:
+    """Settle stranded sends, claim the due ones, run the gates, compose and mark
+    ``sending`` what passes. The caller commits before anything is delivered."""
+    repo = SenderRepository(conn)
+    _settle_stranded(repo, now, providers, report)
+    due = repo.claim_due(now, limit)
+    report.counts["claimed"] += len(due)
+    if not due:
+        return []
+    shop_ids = {row.shop_id for row in due}
+    shops = ShopRepository(conn).by_ids(shop_ids)
+    rules = rules_of(conn, shop_ids)
+    voices = voice_of(conn, shop_ids)
+    addresses: dict[int, set[str]] = defaultdict(set)
+    for row in due:
+        if row.email_key:
+            addresses[row.shop_id].add(row.email_key)
+    repo.lock_addresses((s, email) for s, keys in addresses.items() for email in keys)
+    unsubscribed = {s: repo.unsubscribed(s, keys) for s, keys in addresses.items()}
+    # Per address, the latest reminder per cart that may have reached it; this batch's
+    # own sends join it as they pass, so two carts of one address in one batch get one.
+    reminded: dict[tuple[int, str], dict[int, datetime]] = defaultdict(dict)
+    for shop_id, keys in addresses.items():
+        for r in repo.reminded(shop_id, keys):
+            reminded[(shop_id, r.email_key)][r.cart_id] = r.at
+
+    updates: list[dict[str, Any]] = []
+    outgoing: list[Outgoing] = []
+    for row in due:
+        shop = shops[row.shop_id]
+        if shop.sender is None or not shop.postal_address:
+            updates.append(_row(row.id, now, due_at=now + HOLD_FOR, reason=HELD))
+            report.counts["held"] += 1
+            continue
+        address = (row.shop_id, row.email_key or "")
+        others = [at for cart, at in reminded[address].items() if cart != row.cart_id]
+        recipient = Recipient(
+            cart_status=CartStatus(row.cart_status),
+            email=row.email,
+            accepts_marketing=row.accepts_marketing,
+            consent_source=row.consent_source,
+            timezone=row.timezone,
+            shop_timezone=shop.timezone,
+            unsubscribed=row.email_key in unsubscribed.get(row.shop_id, ()),
+            other_cart_reminded_at=max(others, default=None),
+        )
+        shop_rules = rules[row.shop_id].rules
+        verdict = check(recipient, shop_rules, now)
+        if isinstance(verdict, Skip):
+            updates.append(_row(row.id, now, status=SendStatus.SKIPPED, reason=verdict.reason))
+            report.counts["skipped"] += 1
+        elif isinstance(verdict, Defer):
+            updates.append(_row(row.id, now, due_at=verdict.until, reason=verdict.reason))
+            report.counts["deferred"] += 1
+        else:
+            assert isinstance(verdict, Go)
+            voice = voices[row.shop_id]
+            draft = _draft(row, shop, links, now, last_step=row.step >= shop_rules.steps)
+            composed = compose(draft, voice.voice)
+            provider = providers.for_shop(shop)
+            updates.append(
+                _row(
+                    row.id,
+                    now,
+                    status=SendStatus.SENDING,
+                    reason=None,
+                    claimed_until=now + LEASE,
+                    email_key=row.email_key,
+                    consent_basis=verdict.consent_basis,
+                    provider=provider.name,
+                    message_id=draft.message_id,
+                    subject=composed.subject,
+                    voice_version=voice.version,
+                    sent_at=now,
+                    attempts=row.attempts + 1,
+                )
+            )
+            assert row.email is not None and shop.sender_email is not None  # the gates
+            outgoing.append(
+                Outgoing(
+                    row.id,
+                    row.attempts + 1,
+                    provider,
+                    composed.message,
+                    shop.sender_email,
+                    row.email,
+                )
+            )
+            reminded[address][row.cart_id] = now
+    repo.update(updates)
+    return outgoing
+
+
+def _deliver(
+    engine: Engine,
+    clock: Callable[[], datetime],
+    outgoing: list[Outgoing],
+    report: SendReport,
+    rng: random.Random,
+) -> None:
+    done: list[dict[str, Any]] = []
+    last_flush = time.monotonic()
+    for index, item in enumerate(outgoing):
+        try:
+            outcome = item.provider.deliver(
+                item.message, sender=item.envelope_from, recipient=item.to, key=str(item.send_id)
+            )
+        except Exception as exc:  # a provider bug must not strand the rest of the batch
+            log.exception("provider %s raised on send %s", item.provider.name, item.send_id)
+            outcome = Ambiguous(f"the provider raised {type(exc).__name__}")
+        done.append(_outcome_row(item, outcome, clock(), report, rng))
+        if time.monotonic() - last_flush > HEARTBEAT_S:
+            waiting = [o.send_id for o in outgoing[index + 1 :]]
+            _record(engine, done, waiting, clock() + LEASE)
+            done = []
+            last_flush = time.monotonic()
+    _record(engine, done, [], None)
+
+
+def _record(
+    engine: Engine, done: list[dict[str, Any]], waiting: list[int], until: datetime | None
+) -> None:
+    with writing(engine) as conn:
+        repo = SenderRepository(conn)
+        repo.update(done)
+        if until is not None:
+            repo.extend_lease(waiting, until)
+
+
+def _outcome_row(
+    item: Outgoing, outcome: Outcome, now: datetime, report: SendReport, rng: random.Random
+) -> dict[str, Any]:
+    if isinstance(outcome, Delivered):
+        report.counts["sent"] += 1
+        return _row(item.send_id, now, status=SendStatus.SENT, reason=None, claimed_until=None)
+    if isinstance(outcome, Retry) and item.attempts < MAX_ATTEMPTS:
+        report.counts["retrying"] += 1
+        return _row(
+            item.send_id,
+            now,
+            status=SendStatus.QUEUED,
+            reason=f"will retry: {outcome.reason}",
+            due_at=now + retry_delay(item.attempts, rng.random()),
+            claimed_until=None,
+            sent_at=None,
+        )
+    if isinstance(outcome, Retry):
+        report.counts["failed"] += 1
+        reason = f"gave up after {item.attempts} attempts: {outcome.reason}"
+        return _row(item.send_id, now, status=SendStatus.FAILED, reason=reason, claimed_until=None)
+    if isinstance(outcome, Failed):
+        report.counts["failed"] += 1
+        return _row(
+            item.send_id, now, status=SendStatus.FAILED, reason=outcome.reason, claimed_until=None
+        )
+    assert isinstance(outcome, Ambiguous)
+    report.counts["ambiguous"] += 1
+    return _row(
+        item.send_id, now, status=SendStatus.AMBIGUOUS, reason=outcome.reason, claimed_until=None
+    )
+
+
+def _settle_stranded(
+    repo: SenderRepository, now: datetime, providers: Providers, report: SendReport
+) -> None:
+    updates = []
+    for row in repo.stranded(now):
+        if row.provider == FileProvider.name:  # writing the same file again is harmless
+            updates.append(
+                _row(
+                    row.id,
+                    now,
+                    status=SendStatus.QUEUED,
+                    reason="requeued: a worker stopped while writing it",
+                    due_at=now,
+                    claimed_until=None,
+                    sent_at=None,
+                )
+            )
+            report.counts["requeued"] += 1
+        else:
+            reason = (
+                f"a worker stopped while handing it to {row.provider}: it may or may not have "
+                "been delivered, so it is not sent again"
+            )
+            updates.append(
+                _row(row.id, now, status=SendStatus.AMBIGUOUS, reason=reason, claimed_until=None)
+            )
+            report.counts["ambiguous"] += 1
+    repo.update(updates)
+
+
+def _row(send_id: int, now: datetime, **values: Any) -> dict[str, Any]:
+    if isinstance(values.get("status"), SendStatus):
+        values["status"] = values["status"].value
+    return {"_send_id": send_id, "updated_at": now, **values}
+
+
+def _draft(row: Any, shop: ShopRecord, links: Links, now: datetime, *, last_step: bool) -> Draft:
+    assert shop.sender is not None and shop.sender_email is not None
+    base = links.public_url.rstrip("/")
+
+    def token(purpose: Purpose) -> str:
+        return make_token(links.key, purpose, row.id, row.shop_id, row.email_key)
+
+    unsubscribe = token(Purpose.UNSUBSCRIBE)
+    reply = token(Purpose.REPLY)
+    local, _, domain = shop.sender_email.rpartition("@")
+    reply_local = f"{local}+r-{reply}"
+    return Draft(
+        step=row.step,
+        last_step=last_step,
+        saved_link=bool(row.saved_link),
+        shop_name=shop.name,
+        sender=shop.sender,
+        postal_address=shop.postal_address or "",
+        to=row.email,
+        first_name=row.first_name,
+        locale=row.locale,
+        shop_locale=shop.locale,
+        currency=row.currency,
+        total_minor=row.total_minor,
+        items=tuple(
+            Line(
+                title=str(item.get("title") or ""),
+                quantity=int(item.get("quantity") or 1),
+                unit_price_minor=item.get("unit_price_minor"),
+                image_url=item.get("image_url"),
+            )
+            for item in row.items or ()
+        ),
+        return_link=(
+            f"{base}/c/{token(Purpose.CLICK)}"
+            if landing_url(row.return_url, row.step) is not None
+            else None
+        ),
+        unsubscribe_url=f"{base}/u/{unsubscribe}",
+        unsubscribe_mailto=f"mailto:{shop.sender_email}?subject=unsubscribe%20{unsubscribe}",
+        reply_to=(
+            f"{reply_local}@{domain}" if len(reply_local) <= LOCAL_PART_MAX else shop.sender_email
+        ),
+        # Unique per send and installation, and the same on every attempt, so a mailbox
+        # that sees one email twice can tell.
+        message_id=f"<{row.id}.{reply[-16:]}@{domain}>",
+        date=now,
+    )

@@ -1,0 +1,1 @@
+"""Synthetic stores for the demo, tests and benchmarks."""

@@ -1,0 +1,1 @@
+"""Tracking: signed links in emails (click, unsubscribe) and what they record."""

@@ -1,0 +1,117 @@
+"""The links in a reminder: ``/c/{token}`` (a click, then on to the cart) and
+``/u/{token}`` (unsubscribe: GET shows a page and changes nothing; POST, the one-click
+request of RFC 8058 that a mail client sends without cookies or login, unsubscribes and
+answers 200 without a redirect)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from cartnudge.clock import Clock
+from cartnudge.db.session import reading, writing
+from cartnudge.shops.repository import ShopRepository
+from cartnudge.tracking.service import Link, click, follow, is_unsubscribed, unsubscribe
+from cartnudge.tracking.tokens import Purpose
+
+ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
+_NOT_VALID = "This link is not valid. If you copied it from an email, check it is complete."
+
+
+def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+    html = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title></head>"
+        '<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;'
+        f'padding:0 1rem;line-height:1.5"><h1>{escape(title)}</h1>{body}</body></html>'
+    )
+    # Nothing here is for a search engine or a shared cache: each page is one shopper's.
+    headers = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
+    return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+def _invalid() -> HTMLResponse:
+    return _page("Link not valid", f"<p>{_NOT_VALID}</p>", 404)
+
+
+def _unsubscribed(shop_name: str) -> HTMLResponse:
+    body = f"<p>{escape(shop_name)} will not send you cart reminders any more.</p>"
+    return _page("You are unsubscribed", body)
+
+
+def _masked(email_key: str) -> str:
+    local, _, domain = email_key.partition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
+def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
+    router = APIRouter(tags=["tracking"])
+
+    def shop_name(shop_id: int) -> str:
+        with reading(engine) as conn:
+            shop = ShopRepository(conn).by_id(shop_id)
+        return shop.name if shop else "the shop"
+
+    def verified(purpose: Purpose, token: str) -> Link | None:
+        with reading(engine) as conn:
+            return follow(conn, key, purpose, token)
+
+    @router.get("/c/{token}", summary="Follow a reminder's link back to the cart")
+    def follow_click(token: str) -> Response:
+        with writing(engine) as conn:
+            link = follow(conn, key, Purpose.CLICK, token)
+            if link is None:
+                return _invalid()
+            target = click(conn, link, clock())
+        if target is None:
+            name = escape(shop_name(link.shop_id))
+            return _page(
+                "Your cart is waiting", f"<p>Head back to {name} to finish your order.</p>"
+            )
+        return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store"})
+
+    @router.get("/u/{token}", summary="The unsubscribe page (changes nothing)")
+    def unsubscribe_page(token: str) -> Response:
+        link = verified(Purpose.UNSUBSCRIBE, token)
+        if link is None:
+            return _invalid()
+        name = shop_name(link.shop_id)
+        with reading(engine) as conn:
+            done = is_unsubscribed(conn, link.shop_id, link.email_key)
+        if done:
+            return _unsubscribed(name)
+        form = (
+            f"<p>Stop cart reminders from {escape(name)} to {escape(_masked(link.email_key))}?</p>"
+            f'<form method="post" action="/u/{escape(token)}">'
+            '<button type="submit">Unsubscribe</button></form>'
+        )
+        return _page("Unsubscribe", form)
+
+    @router.post("/u/{token}", summary="Unsubscribe (RFC 8058 one-click)")
+    async def unsubscribe_now(token: str, request: Request) -> Response:
+        body = await request.body()
+        source = "one_click" if body.strip() == ONE_CLICK_BODY else "unsubscribe_page"
+        return await run_in_threadpool(unsubscribe_by_token, token, source)
+
+    def unsubscribe_by_token(token: str, source: str) -> Response:
+        with writing(engine) as conn:
+            link = follow(conn, key, Purpose.UNSUBSCRIBE, token)
+            if link is None:
+                return _invalid()
+            unsubscribe(
+                conn,
+                link.shop_id,
+                link.email_key,
+                clock(),
+                source=source,
+                send_id=link.send_id,
+                actor="shopper",
+            )
+        return _unsubscribed(shop_name(link.shop_id))
+
+    return router

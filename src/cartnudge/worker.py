@@ -1,0 +1,70 @@
+"""The loops behind the web app: the waiter and the sender, one pass after another.
+
+``cartnudge serve`` runs them in a thread next to the web app; ``cartnudge worker`` runs
+only them, as many processes as needed on PostgreSQL; ``cartnudge tick`` runs one pass.
+Both stages find their work in the database (timers and the outbox), so a loop holds
+nothing in memory that a restart would lose.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from cartnudge.clock import system_clock
+from cartnudge.config import Settings
+from cartnudge.delivery.sender import Links, Providers, send_due
+from cartnudge.timing.waiter import wake_due
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 1.0  # how soon a due cart or send is acted on when the loops are idle
+ERROR_BACKOFF_S = 5.0  # after an unexpected error (the database away), before trying again
+
+
+class Loops:
+    def __init__(
+        self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = system_clock
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.providers = Providers(settings.resolved_outbox_dir)
+        self.links = Links(settings.public_url, settings.signing_key)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> dict[str, Any]:
+        """One waiter pass, then one sender pass, as of the clock's now."""
+        waiter = wake_due(self.engine, self.clock())
+        sender = send_due(self.engine, self.clock, self.providers, self.links)
+        return {"waiter": waiter.as_dict(), "sender": sender.as_dict()}
+
+    def run(self) -> None:
+        """Pass after pass until ``stop``; an error is logged and retried, never fatal."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                except Exception:
+                    log.exception("waiter/sender pass failed; trying again shortly")
+                    self._stop.wait(ERROR_BACKOFF_S)
+                else:
+                    self._stop.wait(POLL_INTERVAL_S)
+        finally:
+            self.providers.close()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="cartnudge-loops", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the pass in progress (its emails are recorded) and stop."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None

@@ -1,0 +1,168 @@
+"""The sender over real carts and a real database: what leaves, what waits, what never
+does, and what an interrupted delivery leaves behind."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, update
+
+from cartnudge.db.models import SendStatus
+from cartnudge.db.session import writing
+from cartnudge.delivery.sender import LEASE
+from cartnudge.intake.examples import storefront_event
+from cartnudge.shops.repository import ShopRecord
+from cartnudge.shops.service import set_shop
+from cartnudge.timing.waiter import wake_due
+from cartnudge.tracking.service import unsubscribe
+from tests.conftest import POSTAL_ADDRESS, SENDER, T0
+from tests.delivery.helpers import H, Pass, post, sends, sends_t
+from tests.intake.helpers import post_storefront
+
+
+def test_a_due_reminder_is_composed_delivered_and_recorded(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    post(client, sender_shop, cart_id="c1")
+    assert run(T0 + H)["claimed"] == 0
+    report = run(T0 + 2 * H)
+    assert (report["claimed"], report["sent"]) == (1, 1)
+
+    [send] = sends(engine)
+    assert send.status == "sent"
+    assert send.consent_basis.startswith("opt_in:")
+    assert send.provider == "file"
+    assert send.sent_at == T0 + 2 * H
+    assert send.email_key == "shopper@example.com"
+    [message] = run.emails()
+    assert message["To"] == "shopper@example.com"
+    assert message["From"] == SENDER
+    assert message["Message-ID"] == send.message_id
+    assert message["Subject"] == send.subject
+    assert "List-Unsubscribe=One-Click" in message["List-Unsubscribe-Post"]
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Blue enamel mug" in text and "1 Leaf Lane" in text
+    # A second pass finds nothing to do: the send is recorded, the email not written twice.
+    assert run(T0 + 2 * H)["claimed"] == 0
+    assert len(run.emails()) == 1
+
+
+def test_a_shop_without_sender_identity_holds_its_sends_until_it_is_set(
+    client: TestClient, engine: Engine, shop: ShopRecord, run: Pass, clock: Any
+) -> None:
+    post(client, shop, cart_id="c1")
+    assert run(T0 + 2 * H)["held"] == 1
+    [send] = sends(engine)
+    assert (send.status, send.reason.startswith("held:")) == ("queued", True)
+    assert run.emails() == []
+
+    with writing(engine) as conn:
+        set_shop(conn, shop.slug, T0 + 3 * H, sender=SENDER)
+    assert run(T0 + 3 * H)["held"] == 1  # an address is needed too
+    with writing(engine) as conn:
+        set_shop(conn, shop.slug, T0 + 3 * H, postal_address=POSTAL_ADDRESS)
+    # Released at once, not after the hold runs out.
+    assert run(T0 + 3 * H)["sent"] == 1
+    assert [s.status for s in sends(engine)] == ["sent"]
+
+
+def test_a_purchase_after_the_decision_stops_the_send(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    # Active at 20:09 in London: the reminder is decided at 22:09, inside quiet hours,
+    # so it waits for 08:00; the shopper buys in between.
+    post(client, sender_shop, cart_id="c1", occurred_at=T0 + 5 * H)
+    report = run(T0 + 7 * H)
+    assert report["deferred"] == 1
+    [send] = sends(engine)
+    morning = datetime.fromisoformat("2026-03-15T08:00:00+00:00")
+    assert (send.status, send.due_at) == ("queued", morning)
+    assert "quiet hours in Europe/London" in send.reason
+
+    post(
+        client,
+        sender_shop,
+        cart_id="c1",
+        occurred_at=T0 + 8 * H,
+        kind="order_placed",
+        order_id="o1",
+    )
+    report = run(morning)
+    assert (report["claimed"], report["skipped"], report["sent"]) == (1, 1, 0)
+    [send] = sends(engine)
+    assert (send.status, send.reason) == ("skipped", "cart is bought")
+    assert run.emails() == []
+
+
+def test_one_address_gets_one_reminder_about_one_cart_inside_do_not_disturb(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    post(client, sender_shop, cart_id="c1")
+    post(client, sender_shop, cart_id="c2", occurred_at=T0 + 1 * H)
+    run(T0 + 3 * H)  # both carts due in one pass: one send goes, the other is refused
+    by_cart = {s.cart_id: s for s in sends(engine)}
+    assert sorted(s.status for s in by_cart.values()) == ["sent", "skipped"]
+    skipped = next(s for s in by_cart.values() if s.status == "skipped")
+    assert skipped.reason.startswith("do not disturb")
+    # A day later: the sent cart's own second reminder is not blocked by its first; the
+    # other cart's still is.
+    run(T0 + 3 * H + 22 * H)
+    second = {s.cart_id: s.status for s in sends(engine) if s.step == 2}
+    sent_cart = next(c for c, s in by_cart.items() if s.status == "sent")
+    assert second == {sent_cart: "sent", skipped.cart_id: "skipped"}
+
+
+def test_an_unsubscribed_address_gets_nothing(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    post(client, sender_shop, cart_id="c1")
+    with writing(engine) as conn:
+        unsubscribe(
+            conn, sender_shop.id, "shopper@example.com", T0, source="owner", actor="owner:cli"
+        )
+    run(T0 + 2 * H)
+    [send] = sends(engine)
+    assert (send.status, send.reason) == ("skipped", "address unsubscribed")
+    assert run.emails() == []
+
+
+def test_a_worker_stopped_mid_delivery_leaves_no_send_in_limbo(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    for n in range(3):
+        post(client, sender_shop, cart_id=f"c{n}", email=f"s{n}@example.com")
+    wake_due(engine, T0 + 2 * H)
+    # As a worker leaves its sends when it dies after claiming: sending, lease running.
+    with writing(engine) as conn:
+        conn.execute(
+            update(sends_t).values(
+                status="sending", provider="smtp", claimed_until=T0 + 2 * H + LEASE
+            )
+        )
+        conn.execute(
+            update(sends_t)
+            .where(sends_t.c.id == min(s.id for s in sends(engine)))
+            .values(provider="file")
+        )
+    assert run(T0 + 2 * H + LEASE / 2)["claimed"] == 0  # the lease still runs
+    report = run(T0 + 2 * H + LEASE)
+    # The file outbox can write the same email again harmlessly; SMTP might duplicate it.
+    assert (report["requeued"], report["ambiguous"], report["sent"]) == (1, 2, 1)
+    statuses = sorted(s.status for s in sends(engine))
+    assert statuses == ["ambiguous", "ambiguous", "sent"]
+    ambiguous = next(s for s in sends(engine) if s.status == "ambiguous")
+    assert "not sent again" in ambiguous.reason
+
+
+def test_no_consent_is_skipped_under_require_opt_in(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    event = storefront_event(cart_id="c1", occurred_at=T0)
+    event["accepts_marketing"] = False
+    assert post_storefront(client, sender_shop, event).status_code == 200
+    run(T0 + 2 * H)
+    [send] = sends(engine)
+    assert send.status == "skipped" and send.reason.startswith("no consent")
+    assert send.status != SendStatus.SENT
