@@ -104,19 +104,34 @@ def next_allowed(now: datetime, zone: ZoneInfo, quiet: QuietHours) -> datetime:
     local = now.astimezone(zone)
     if not is_quiet(local.time(), quiet):
         return now
+
+    def first_allowed(start: datetime) -> datetime | None:
+        candidate = _next_minute(start)
+        for _ in range(int(DST_MARGIN / MINUTE) * 2 + 2):
+            if not is_quiet(candidate.astimezone(zone).time(), quiet):
+                return candidate
+            candidate += MINUTE
+        return None
+
+    # A fall-back can turn the clock back to before the quiet start within the next hours
+    # (02:20 becomes 02:00 again under quiet hours from 02:15), so look there first.
+    soon = first_allowed(now)
+    if soon is not None:
+        return soon
     end_day = local.date()
     if quiet.start > quiet.end and local.time() >= quiet.start:
         end_day += timedelta(days=1)  # quiet since this evening: it ends tomorrow morning
-    wall = datetime.combine(end_day, quiet.end, tzinfo=zone)
     # A DST change can skip or repeat that wall time, so start a little before either
-    # reading of it (never before now: every minute from now until the end is quiet) and
-    # step to the first minute the zone's clock shows outside quiet hours.
-    earliest = min(wall.replace(fold=fold).astimezone(UTC) for fold in (0, 1))
-    candidate = _next_minute(max(now, earliest - DST_MARGIN))
-    for _ in range(int(DST_MARGIN / MINUTE) * 2 + 2):
-        if not is_quiet(candidate.astimezone(zone).time(), quiet):
-            return candidate
-        candidate += MINUTE
+    # reading of it (every minute from now until then is quiet) and step to the first
+    # minute the zone's clock shows outside quiet hours. If the change skipped the whole
+    # allowed window that day (quiet from 02:15 to 02:00 when 02:00 jumps to 03:00), the
+    # next day's end is the one.
+    for extra_days in range(3):
+        wall = datetime.combine(end_day + timedelta(days=extra_days), quiet.end, tzinfo=zone)
+        earliest = min(wall.replace(fold=fold).astimezone(UTC) for fold in (0, 1))
+        later = first_allowed(max(now, earliest - DST_MARGIN))
+        if later is not None:
+            return later
     raise AssertionError("quiet hours never end")  # unreachable: start != end
 
 
