@@ -79,7 +79,7 @@ def parts(composed: Composed) -> tuple[str, str]:
 
 
 def reparsed(composed: Composed) -> EmailMessage:
-    message = email.message_from_bytes(composed.message.as_bytes(), policy=email.policy.default)
+    message = email.message_from_bytes(composed.raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     return message
 
@@ -199,11 +199,11 @@ def test_the_headers_mailbox_providers_look_for() -> None:
 
 
 def test_the_bytes_are_seven_bit_with_short_lines_and_the_same_for_the_same_draft() -> None:
-    raw = compose(draft(first_name="Zoë"), default_voice()).message.as_bytes()
+    raw = compose(draft(first_name="Zoë"), default_voice()).raw
 
     assert raw.isascii()
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
-    assert compose(draft(first_name="Zoë"), default_voice()).message.as_bytes() == raw
+    assert compose(draft(first_name="Zoë"), default_voice()).raw == raw
 
 
 def test_a_long_non_ascii_subject_round_trips() -> None:
@@ -243,7 +243,7 @@ def test_a_long_non_ascii_subject_round_trips() -> None:
 )
 def test_nothing_a_shopper_or_store_typed_can_add_a_header(field: str, value: str) -> None:
     composed = compose(draft(**{field: value}), CHATTY)
-    raw = composed.message.as_bytes()
+    raw = composed.raw
     message = reparsed(composed)
 
     assert set(message.keys()) == HEADERS

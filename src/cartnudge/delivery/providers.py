@@ -132,15 +132,15 @@ class Ambiguous:
 
 
 Outcome = Delivered | Retry | Failed | Ambiguous
+# An email to deliver: bytes as composed (RFC 5322, CRLF line ends), or a message object.
+Message = bytes | EmailMessage
 
 
 class Provider(Protocol):
     name: str  # "file" or "smtp"
     resend_safe: bool  # True when delivering the same key twice cannot produce two emails
 
-    def deliver(
-        self, message: EmailMessage, *, sender: str, recipient: str, key: str
-    ) -> Outcome: ...
+    def deliver(self, message: Message, *, sender: str, recipient: str, key: str) -> Outcome: ...
 
     def close(self) -> None: ...
 
@@ -163,7 +163,7 @@ class FileProvider:
     def __init__(self, outbox: Path) -> None:
         self.outbox = outbox
 
-    def deliver(self, message: EmailMessage, *, sender: str, recipient: str, key: str) -> Outcome:
+    def deliver(self, message: Message, *, sender: str, recipient: str, key: str) -> Outcome:
         if not _SAFE_KEY.fullmatch(key):
             raise ValueError(f"send key {key!r} cannot name a file")
         target = self.outbox / f"{key}.eml"
@@ -173,7 +173,7 @@ class FileProvider:
             # A dot-name with another suffix: nobody reading *.eml sees a half-written file.
             fd, temporary = tempfile.mkstemp(dir=self.outbox, prefix=f".{key}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as out:
-                out.write(message.as_bytes())
+                out.write(message if isinstance(message, bytes) else message.as_bytes())
                 out.flush()
                 os.fsync(out.fileno())
             Path(temporary).replace(target)
@@ -236,7 +236,7 @@ class SmtpProvider:
         self.ssl_context = ssl_context or ssl.create_default_context()
         self._smtp: smtplib.SMTP | None = None
 
-    def deliver(self, message: EmailMessage, *, sender: str, recipient: str, key: str) -> Outcome:
+    def deliver(self, message: Message, *, sender: str, recipient: str, key: str) -> Outcome:
         if any(c in address for address in (sender, recipient) for c in "\r\n<>"):
             return Failed("an address contains a line break or angle bracket")
         reused = self._smtp is not None
@@ -264,7 +264,7 @@ class SmtpProvider:
 
     # -- one delivery ---------------------------------------------------------------------
 
-    def _deliver(self, message: EmailMessage, sender: str, recipient: str) -> Outcome:
+    def _deliver(self, message: Message, sender: str, recipient: str) -> Outcome:
         connected = self._connection()
         if not isinstance(connected, smtplib.SMTP):
             return connected
@@ -443,12 +443,15 @@ def _close_quietly(smtp: smtplib.SMTP | None) -> None:
             smtp.close()
 
 
-def _wire_bytes(message: EmailMessage, international: bool) -> bytes:
+def _wire_bytes(message: Message, international: bool) -> bytes:
     """The message as SMTP carries it: CRLF line ends, dot-stuffed, ended by ``.`` alone."""
-    policy = message.policy.clone(linesep="\r\n")
-    if international and isinstance(policy, EmailPolicy):
-        policy = policy.clone(utf8=True)  # SMTPUTF8: headers carry UTF-8 as it is
-    flat = message.as_bytes(policy=policy)
+    if isinstance(message, bytes):
+        flat = message
+    else:
+        policy = message.policy.clone(linesep="\r\n")
+        if international and isinstance(policy, EmailPolicy):
+            policy = policy.clone(utf8=True)  # SMTPUTF8: headers carry UTF-8 as it is
+        flat = message.as_bytes(policy=policy)
     # smtplib's quotedata fixes line ends and doubles leading dots; it works on text, and
     # latin-1 maps each byte to one character and back, so 8-bit bodies pass unchanged.
     quoted = smtplib.quotedata(flat.decode("latin-1")).encode("latin-1")

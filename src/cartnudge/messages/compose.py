@@ -12,6 +12,7 @@ rendered with autoescaping, so a title like ``<script>`` arrives as text.
 from __future__ import annotations
 
 import binascii
+import email
 import email.policy
 import hashlib
 import re
@@ -19,10 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from email.header import Header, decode_header, make_header
-from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.policy import EmailPolicy, Policy
-from email.utils import parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from functools import cache, lru_cache
 
 from babel import Locale, UnknownLocaleError
@@ -66,9 +65,18 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class Composed:
-    message: EmailMessage
+    raw: bytes  # the email as it goes on the wire: 7-bit, CRLF line ends
     subject: str
     variant: str  # "first" | "last" | "saved"
+
+    @property
+    def message(self) -> EmailMessage:
+        """The email parsed back, for reading (previews and tests); the sender sends ``raw``."""
+        # Read with Python's own line ends, as a mail client would show it.
+        text = self.raw.replace(b"\r\n", b"\n")
+        parsed = email.message_from_bytes(text, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +92,7 @@ class _Item:
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-_URI_SEPARATOR = re.compile(r"(?<=>)\s*,\s*(?=<)")
+_UNSAFE_ADDRESS = re.compile(r"[\s<>,;:\"()\[\]\\]")  # cannot be in a bare address
 FALLBACK_LOCALE = "en"
 
 
@@ -97,69 +105,6 @@ def _header_text(text: str) -> str:
     # A literal "=?…?=" would be decoded by the email package as an encoded word, and an
     # encoded word may carry a newline: keep the text, lose the marker.
     return one_line(text).replace("=?", "= ?")
-
-
-class _UriListHeader(UnstructuredHeader, BaseHeader):
-    """``List-Unsubscribe`` as given, folded only between its URIs: the standard folder
-    RFC 2047-encodes a URL longer than a line, which no mailbox provider would follow."""
-
-    def fold(self, *, policy: Policy) -> str:
-        uris = _URI_SEPARATOR.split(str(self))
-        return f"{self.name}: " + f",{policy.linesep} ".join(uris) + policy.linesep
-
-
-class _SubjectHeader(UnstructuredHeader, BaseHeader):
-    """A subject that arrives as written. For non-ASCII text the standard folder can drop
-    the space between two encoded words (``your ¡ cart`` arrives as ``your¡ cart``); the
-    older ``Header`` encoder keeps every space inside the encoded words."""
-
-    def fold(self, *, policy: Policy) -> str:
-        text = str(self)
-        if text.isascii():
-            return super().fold(policy=policy)
-        encoded = Header(text, "utf-8", header_name=self.name).encode(linesep=policy.linesep)
-        return f"{self.name}: {encoded}{policy.linesep}"
-
-
-class _Registry(HeaderRegistry):
-    """The standard registry makes a new class for every header it parses (a good part
-    of composing's time); the same name can share one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.map_to_type("list-unsubscribe", _UriListHeader)
-        self.map_to_type("subject", _SubjectHeader)
-        self._made: dict[str, type[BaseHeader]] = {}
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        key = name.lower()
-        made = self._made.get(key)
-        if made is None:
-            made = self._made[key] = super().__getitem__(name)
-        return made
-
-
-def _policy() -> EmailPolicy[EmailMessage]:
-    return email.policy.SMTP.clone(header_factory=_Registry())
-
-
-POLICY = _policy()
-
-
-def _parsed(name: str, value: object) -> BaseHeader:
-    header: BaseHeader = POLICY.header_factory(name, value)
-    return header
-
-
-# Header values the same on every email, parsed once: the email package takes a parsed
-# header object as it is, and parses every string it is handed.
-_ONE_CLICK = _parsed("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")  # RFC 8058
-_MIME_VERSION = _parsed("MIME-Version", "1.0")
-_QUOTED_PRINTABLE = _parsed("Content-Transfer-Encoding", "quoted-printable")
-_TEXT_TYPES = {
-    subtype: _parsed("Content-Type", f'text/{subtype}; charset="utf-8"')
-    for subtype in ("plain", "html")
-}
 
 
 @cache
@@ -231,20 +176,6 @@ def _item(line: Line, currency: str | None, locale: Locale) -> _Item:
     return _Item(title, line.quantity, price, image, text)
 
 
-@lru_cache(maxsize=1024)  # a shop's From is the same on every email
-def _sender_header(sender: str) -> BaseHeader:
-    return _parsed("From", _address(sender))
-
-
-def _address(value: str) -> Address:
-    """A header address from ``Name <addr>`` or ``addr``, its name decoded and cleaned."""
-    name, addr = parseaddr(value)
-    if not addr:
-        raise ValueError(f"not an email address: {value!r}")
-    display = _header_text(str(make_header(decode_header(name)))) if name else ""
-    return Address(display_name=display, addr_spec=addr)
-
-
 def compose(draft: Draft, voice: Voice) -> Composed:
     """The reminder for ``draft`` in ``voice``: multipart/alternative, text and HTML."""
     if draft.date.tzinfo is None:
@@ -285,35 +216,69 @@ def compose(draft: Draft, voice: Voice) -> Composed:
         "unsubscribe_url": draft.unsubscribe_url,
     }
     text_layout, html_layout = _layout()
-    message = _message(draft, subject, text_layout.render(context), html_layout.render(context))
-    return Composed(message=message, subject=subject, variant=variant)
+    raw = _wire(draft, subject, text_layout.render(context), html_layout.render(context))
+    return Composed(raw=raw, subject=subject, variant=variant)
 
 
-def _message(draft: Draft, subject: str, text: str, html: str) -> EmailMessage:
-    message = EmailMessage(policy=POLICY)
-    message["From"] = _sender_header(draft.sender)
-    message["To"] = _address(draft.to)
-    message["Subject"] = subject
-    message["Date"] = draft.date  # written with email.utils.format_datetime
-    message["Message-ID"] = one_line(draft.message_id)
-    message["Reply-To"] = _address(draft.reply_to)
-    message["List-Unsubscribe"] = (
-        f"<{one_line(draft.unsubscribe_url)}>, <{one_line(draft.unsubscribe_mailto)}>"
-    )
-    message["List-Unsubscribe-Post"] = _ONE_CLICK
-    message["MIME-Version"] = _MIME_VERSION
+CRLF = "\r\n"
+
+
+def _wire(draft: Draft, subject: str, text: str, html: str) -> bytes:
+    """The email's bytes, written directly: every header here is ours and already one
+    line of safe text, so the email package's general parser and folder (most of what
+    composing cost) have nothing to add. Non-ASCII goes into RFC 2047 encoded words, the
+    bodies into quoted-printable, so the whole email is 7-bit."""
     # "=_" cannot occur in quoted-printable text, so no part can contain the boundary;
-    # chosen here, as the generator would search the bodies for its random pick on every
-    # write, and from the bodies, so the same draft gives the same bytes.
-    digest = hashlib.blake2b(f"{text}\0{html}".encode(), digest_size=16).hexdigest()
-    message["Content-Type"] = f'multipart/alternative; boundary="=_{digest}"'
+    # taken from the bodies, so the same draft gives the same bytes.
+    boundary = "=_" + hashlib.blake2b(f"{text}\0{html}".encode(), digest_size=16).hexdigest()
+    unsubscribe = (
+        f"<{one_line(draft.unsubscribe_url)}>,{CRLF} <{one_line(draft.unsubscribe_mailto)}>"
+    )
+    headers = [
+        f"From: {_sender_header(draft.sender)}",
+        f"To: {_address(draft.to)}",
+        f"Subject: {_encoded(subject)}",
+        f"Date: {format_datetime(draft.date)}",
+        f"Message-ID: {one_line(draft.message_id)}",
+        f"Reply-To: {_address(draft.reply_to)}",
+        f"List-Unsubscribe: {unsubscribe}",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",  # RFC 8058
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+    ]
+    out = [CRLF.join(headers), "", ""]
     for body, subtype in ((text, "plain"), (html, "html")):
-        # Quoted-printable keeps the parts 7-bit and every line short whatever the owner or
-        # a store wrote, and binascii encodes it in C: set_content's pure-Python encoder and
-        # its header re-parsing took more time than all the rest of composing.
-        part = EmailMessage(policy=POLICY)
-        part["Content-Type"] = _TEXT_TYPES[subtype]
-        part["Content-Transfer-Encoding"] = _QUOTED_PRINTABLE
-        part.set_payload(binascii.b2a_qp(body.encode(), istext=True).decode("ascii"))
-        message.attach(part)
-    return message
+        # Quoted-printable keeps the parts 7-bit and every line short whatever the owner
+        # or a store wrote; binascii encodes it in C.
+        encoded = binascii.b2a_qp(body.encode(), istext=True).decode("ascii")
+        out += [
+            f"--{boundary}",
+            f'Content-Type: text/{subtype}; charset="utf-8"',
+            "Content-Transfer-Encoding: quoted-printable",
+            "",
+            CRLF.join(encoded.splitlines()),
+        ]
+    out += [f"--{boundary}--", ""]
+    return CRLF.join(out).encode("ascii")
+
+
+def _encoded(text: str) -> str:
+    """Header text as it may appear on the wire: as it is if ASCII, else encoded words."""
+    if text.isascii():
+        return text
+    return Header(text, "utf-8", header_name="Subject").encode(linesep=CRLF)
+
+
+@lru_cache(maxsize=1024)  # a shop's From is the same on every email
+def _sender_header(sender: str) -> str:
+    return _address(sender)
+
+
+def _address(value: str) -> str:
+    """``Name <addr>`` or ``addr`` as a header address, its name cleaned of anything that
+    could break out of the header and encoded when not ASCII."""
+    name, addr = parseaddr(value)
+    if not addr or _UNSAFE_ADDRESS.search(addr):
+        raise ValueError(f"not an email address: {value!r}")
+    display = _header_text(str(make_header(decode_header(name)))) if name else ""
+    return formataddr((display, addr), charset="utf-8")
