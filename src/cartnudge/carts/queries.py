@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Column, Connection, Table, select
 
 from cartnudge.carts.repository import CartRepository
 from cartnudge.db.models import AuditEntry, Cart, InboxEvent, Send, table_of
@@ -68,21 +69,31 @@ def send_view(row: Any) -> dict[str, Any]:
 def list_sends(
     conn: Connection, shop_id: int, *, status: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
-    stmt = select(sends).where(sends.c.shop_id == shop_id)
-    if status is not None:
-        stmt = stmt.where(sends.c.status == status)
-    stmt = stmt.order_by(sends.c.updated_at.desc(), sends.c.id.desc()).limit(limit)
-    return [send_view(row) for row in conn.execute(stmt)]
+    """The shop's sends, most recently changed first."""
+    return _recent(conn, sends, sends.c.updated_at, send_view, shop_id, status, limit)
 
 
 def list_carts(
     conn: Connection, shop_id: int, *, status: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
-    stmt = select(carts).where(carts.c.shop_id == shop_id)
+    """The shop's carts, most recently active first."""
+    return _recent(conn, carts, carts.c.last_activity_at, cart_view, shop_id, status, limit)
+
+
+def _recent(
+    conn: Connection,
+    table: Table,
+    newest: Column[Any],
+    view: Callable[[Any], dict[str, Any]],
+    shop_id: int,
+    status: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    stmt = select(table).where(table.c.shop_id == shop_id)
     if status is not None:
-        stmt = stmt.where(carts.c.status == status)
-    stmt = stmt.order_by(carts.c.last_activity_at.desc(), carts.c.id.desc()).limit(limit)
-    return [cart_view(row) for row in conn.execute(stmt)]
+        stmt = stmt.where(table.c.status == status)
+    stmt = stmt.order_by(newest.desc(), table.c.id.desc()).limit(limit)
+    return [view(row) for row in conn.execute(stmt)]
 
 
 def show_cart(conn: Connection, cart_id: int) -> dict[str, Any] | None:

@@ -9,6 +9,25 @@ import typer
 from cartnudge.cli_support import emit, fail, instant, runtime
 from cartnudge.clock import system_clock
 
+# How a shop's reminders are sent: the same options for `shop add` and `shop set`.
+SenderOption = Annotated[
+    str | None, typer.Option(help="Who reminders come from: 'Name <address>'. Needed to send.")
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="The shop's postal address, printed in every email. Needed to send."),
+]
+MailOption = Annotated[
+    str | None,
+    typer.Option(
+        help="How email leaves: 'file' (one .eml per email in the outbox folder), "
+        "smtp://host:25, smtp+starttls://user:pass@host:587 or smtps://user:pass@host:465."
+    ),
+]
+LocaleOption = Annotated[
+    str | None, typer.Option(help="For money and dates when the shopper's is unknown.")
+]
+
 shop_app = typer.Typer(no_args_is_help=True, help="Add, change and list shops.")
 
 
@@ -34,24 +53,10 @@ def shop_add(
             help="An order naming no cart buys the same email's carts active this long before it."
         ),
     ] = "7d",
-    sender: Annotated[
-        str | None,
-        typer.Option(help="Who reminders come from: 'Name <address>'. Needed to send."),
-    ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(help="The shop's postal address, printed in every email. Needed to send."),
-    ] = None,
-    mail: Annotated[
-        str | None,
-        typer.Option(
-            help="How email leaves: 'file' (one .eml per email in the outbox folder), "
-            "smtp://host:25, smtp+starttls://user:pass@host:587 or smtps://user:pass@host:465."
-        ),
-    ] = None,
-    locale: Annotated[
-        str | None, typer.Option(help="For money and dates when the shopper's is unknown.")
-    ] = None,
+    sender: SenderOption = None,
+    address: AddressOption = None,
+    mail: MailOption = None,
+    locale: LocaleOption = None,
 ) -> None:
     """Add a shop and print it as JSON, with its webhook URLs and secrets."""
     from cartnudge.db.session import writing
@@ -91,24 +96,10 @@ def shop_add(
 @shop_app.command("set")
 def shop_set(
     slug: Annotated[str, typer.Argument(help="Shop slug.")],
-    sender: Annotated[
-        str | None,
-        typer.Option(help="Who reminders come from: 'Name <address>'. Needed to send."),
-    ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(help="The shop's postal address, printed in every email. Needed to send."),
-    ] = None,
-    mail: Annotated[
-        str | None,
-        typer.Option(
-            help="How email leaves: 'file' (one .eml per email in the outbox folder), "
-            "smtp://host:25, smtp+starttls://user:pass@host:587 or smtps://user:pass@host:465."
-        ),
-    ] = None,
-    locale: Annotated[
-        str | None, typer.Option(help="For money and dates when the shopper's is unknown.")
-    ] = None,
+    sender: SenderOption = None,
+    address: AddressOption = None,
+    mail: MailOption = None,
+    locale: LocaleOption = None,
 ) -> None:
     """Change how the shop's reminders are sent; print the shop. Sends held for want of a
     sender identity go out on the next pass once it is complete."""
