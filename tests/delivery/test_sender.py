@@ -166,3 +166,21 @@ def test_no_consent_is_skipped_under_require_opt_in(
     [send] = sends(engine)
     assert send.status == "skipped" and send.reason.startswith("no consent")
     assert send.status != SendStatus.SENT
+
+
+def test_awkward_addresses_are_skipped_or_sent_in_their_wire_form(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    addresses = {"c1": "a,b@example.com", "c2": "zoë@example.com", "c3": "ana@müller.example"}
+    for cart_id, address in addresses.items():
+        post(client, sender_shop, cart_id=cart_id, email=address)
+    report = run(T0 + 2 * H)
+    assert (report["sent"], report["skipped"], report["failed"]) == (1, 2, 0)
+    by_status = sorted((s.status, s.reason) for s in sends(engine))
+    assert by_status == [
+        ("sent", None),
+        ("skipped", "no usable email address"),
+        ("skipped", "no usable email address"),
+    ]
+    [message] = run.emails()
+    assert message["To"] == "ana@xn--mller-kva.example"

@@ -16,7 +16,10 @@ from zoneinfo import ZoneInfo
 from cartnudge.db.models import CartStatus
 from cartnudge.timing.rules import ConsentPolicy, QuietHours, Rules
 
-_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Nothing that would need quoting in a header (a comma, angle brackets, …): such an
+# address is skipped as unusable rather than guessed at.
+_ATOM = r"[^@\s<>,;:\"()\[\]\\]+"
+_ADDRESS = re.compile(rf"^{_ATOM}@{_ATOM}\.{_ATOM}$")
 MINUTE = timedelta(minutes=1)
 DST_MARGIN = timedelta(hours=3)  # more than any DST shift in the time zone database
 
@@ -56,7 +59,22 @@ Verdict = Go | Skip | Defer
 
 
 def usable_address(email: str | None) -> bool:
-    return email is not None and len(email) <= 320 and _ADDRESS.match(email) is not None
+    """An address we can write in a header as it is. A non-ASCII local part would need a
+    server that speaks SMTPUTF8, so it is refused; a non-ASCII domain is sent as IDNA."""
+    if email is None or len(email) > 320 or _ADDRESS.match(email) is None:
+        return False
+    local, _, domain = email.rpartition("@")
+    try:
+        domain.encode("idna")
+    except UnicodeError:
+        return False
+    return local.isascii()
+
+
+def wire_address(email: str) -> str:
+    """A usable address as it goes on the wire: a non-ASCII domain in its IDNA form."""
+    local, _, domain = email.rpartition("@")
+    return email if domain.isascii() else f"{local}@{domain.encode('idna').decode('ascii')}"
 
 
 def consent_basis(r: Recipient, policy: ConsentPolicy) -> str | None:

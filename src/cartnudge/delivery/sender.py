@@ -44,6 +44,7 @@ from cartnudge.delivery.policy import (
     Skip,
     check,
     retry_delay,
+    wire_address,
 )
 from cartnudge.delivery.providers import (
     Ambiguous,
@@ -226,18 +227,7 @@ def claim_batch(
     shops = ShopRepository(conn).by_ids(shop_ids)
     rules = rules_of(conn, shop_ids)
     voices = voice_of(conn, shop_ids)
-    addresses: dict[int, set[str]] = defaultdict(set)
-    for row in due:
-        if row.email_key:
-            addresses[row.shop_id].add(row.email_key)
-    repo.lock_addresses((s, email) for s, keys in addresses.items() for email in keys)
-    unsubscribed = {s: repo.unsubscribed(s, keys) for s, keys in addresses.items()}
-    # Per address, the latest reminder per cart that may have reached it; this batch's
-    # own sends join it as they pass, so two carts of one address in one batch get one.
-    reminded: dict[tuple[int, str], dict[int, datetime]] = defaultdict(dict)
-    for shop_id, keys in addresses.items():
-        for r in repo.reminded(shop_id, keys):
-            reminded[(shop_id, r.email_key)][r.cart_id] = r.at
+    unsubscribed, reminded = _address_facts(repo, due)
 
     updates: list[dict[str, Any]] = []
     outgoing: list[Outgoing] = []
@@ -271,7 +261,13 @@ def claim_batch(
             assert isinstance(verdict, Go)
             voice = voices[row.shop_id]
             draft = _draft(row, shop, links, now, last_step=row.step >= shop_rules.steps)
-            composed = compose(draft, voice.voice)
+            try:
+                composed = compose(draft, voice.voice)
+            except (ValueError, UnicodeError) as exc:  # one bad cart must not stop the batch
+                reason = f"could not be written: {exc}"
+                updates.append(_row(row.id, now, status=SendStatus.FAILED, reason=reason))
+                report.counts["failed"] += 1
+                continue
             route = providers.route_of(shop)
             updates.append(
                 _row(
@@ -298,12 +294,31 @@ def claim_batch(
                     route,
                     composed.raw,
                     shop.sender_email,
-                    row.email,
+                    wire_address(row.email),
                 )
             )
             reminded[address][row.cart_id] = now
     repo.update(updates)
     return outgoing
+
+
+def _address_facts(
+    repo: SenderRepository, due: list[Any]
+) -> tuple[dict[int, set[str]], dict[tuple[int, str], dict[int, datetime]]]:
+    """Per shop, the batch's unsubscribed addresses; per address, the latest reminder per
+    cart that may have reached it. The caller adds this batch's own sends to the latter
+    as they pass, so two carts of one address in one batch get one reminder."""
+    addresses: dict[int, set[str]] = defaultdict(set)
+    for row in due:
+        if row.email_key:
+            addresses[row.shop_id].add(row.email_key)
+    repo.lock_addresses((s, email) for s, keys in addresses.items() for email in keys)
+    unsubscribed = {s: repo.unsubscribed(s, keys) for s, keys in addresses.items()}
+    reminded: dict[tuple[int, str], dict[int, datetime]] = defaultdict(dict)
+    for shop_id, keys in addresses.items():
+        for r in repo.reminded(shop_id, keys):
+            reminded[(shop_id, r.email_key)][r.cart_id] = r.at
+    return unsubscribed, reminded
 
 
 def _deliver(

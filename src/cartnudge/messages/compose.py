@@ -28,6 +28,7 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
+from cartnudge.delivery.policy import wire_address
 from cartnudge.messages.voice import MAX_SUBJECT_CHARS, Voice, choose_variant, greeting
 from cartnudge.money import minor_digits
 
@@ -280,5 +281,6 @@ def _address(value: str) -> str:
     name, addr = parseaddr(value)
     if not addr or _UNSAFE_ADDRESS.search(addr):
         raise ValueError(f"not an email address: {value!r}")
+    addr = wire_address(addr)
     display = _header_text(str(make_header(decode_header(name)))) if name else ""
     return formataddr((display, addr), charset="utf-8")
