@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
 
-import yaml
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr, ValidationError
+
+from cartnudge.yamldocs import yaml_mapping
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 MAX_SUBJECT_CHARS = 200
@@ -270,14 +271,9 @@ saved:
 
 def parse_voice(text: str) -> Voice:
     """Validate a whole document; ``VoiceError`` names every problem found."""
-    if len(text.encode()) > MAX_DOCUMENT_BYTES:
-        raise VoiceError(f"a voice document is at most {MAX_DOCUMENT_BYTES // 1024} KiB")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise VoiceError(f"not valid YAML: {_yaml_problem(exc)}") from exc
-    if not isinstance(data, dict):
-        raise VoiceError("a voice document is a mapping of variants (see `voice show`)")
+    data = yaml_mapping(
+        text, what="voice", of="variants", limit=MAX_DOCUMENT_BYTES, error=VoiceError
+    )
     try:
         document = VoiceDocument.model_validate(data)
     except ValidationError as exc:
@@ -290,14 +286,6 @@ def parse_voice(text: str) -> Voice:
             for name in VARIANTS
         }
     )
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    # One line, where the parser gave up: the CLI prints every refusal on one line.
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return f"{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
-    return " ".join(str(exc).split())
 
 
 def _explain(exc: ValidationError) -> str:

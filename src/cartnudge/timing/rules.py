@@ -15,7 +15,6 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,6 +26,7 @@ from pydantic import (
 )
 
 from cartnudge.durations import DurationError, format_duration, parse_duration
+from cartnudge.yamldocs import yaml_mapping
 
 MAX_STEPS = 3  # the hard cap: no rules document can ask for more reminders per cart
 MAX_WAIT = timedelta(days=30)
@@ -234,14 +234,9 @@ consent: require_opt_in
 
 def parse_rules(text: str) -> Rules:
     """Validate a whole document; ``RulesError`` names every problem found."""
-    if len(text.encode()) > MAX_DOCUMENT_BYTES:
-        raise RulesError(f"a rules document is at most {MAX_DOCUMENT_BYTES // 1024} KiB")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RulesError(f"not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RulesError("a rules document is a mapping of settings (see `rules show`)")
+    data = yaml_mapping(
+        text, what="rules", of="settings", limit=MAX_DOCUMENT_BYTES, error=RulesError
+    )
     try:
         return Rules.model_validate(data)
     except ValidationError as exc:
