@@ -25,7 +25,6 @@ from cartnudge.shops.versioned import (
     DocumentKind,
     current_documents,
     document_history,
-    document_version,
     rollback_document,
     set_document,
 )
@@ -61,10 +60,6 @@ def voice_of(conn: Connection, shop_ids: Iterable[int]) -> dict[int, ShopVoice]:
 
 def voice_history(conn: Connection, shop_id: int) -> list[DocumentVersion]:
     return document_history(conn, VOICE, shop_id)
-
-
-def voice_version(conn: Connection, shop_id: int, version: int) -> DocumentVersion:
-    return document_version(conn, VOICE, shop_id, version)
 
 
 def set_voice(

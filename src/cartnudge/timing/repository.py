@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from cartnudge.db.models import Cart, Send, table_of
+from cartnudge.db.models import Cart, CartStatus, Send, table_of
 from cartnudge.db.portable import insert_many_ignore
 from cartnudge.db.types import UtcDateTime
 
@@ -34,6 +34,13 @@ _DUE = (
     .order_by(carts.c.next_wake_at)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
+)
+# Open carts of a shop that have a timer, with what the move needs (a rules change
+# moves their timers).
+_OPEN_TIMED = select(*_DUE.selected_columns).where(
+    carts.c.shop_id == bindparam("shop_id"),
+    carts.c.status == CartStatus.OPEN.value,
+    carts.c.next_wake_at.is_not(None),
 )
 _SET_WAKE = (
     update(carts)
@@ -67,6 +74,9 @@ class WaiterRepository:
 
     def claim_due(self, now: datetime, limit: int) -> list[Any]:
         return list(self.conn.execute(_DUE, {"now": now, "limit": limit}))
+
+    def open_with_timers(self, shop_id: int) -> list[Any]:
+        return list(self.conn.execute(_OPEN_TIMED, {"shop_id": shop_id}))
 
     def set_wakes(self, rows: list[dict[str, Any]]) -> None:
         """Rows of ``_cart_id`` and ``_wake`` (``None``: no timer)."""

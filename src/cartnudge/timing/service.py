@@ -8,9 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection
 
-from cartnudge.db.models import Cart, CartStatus, table_of
 from cartnudge.shops.documents import DocumentVersion
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.versioned import (
@@ -18,11 +17,11 @@ from cartnudge.shops.versioned import (
     DocumentKind,
     current_documents,
     document_history,
-    document_version,
     rollback_document,
     set_document,
 )
 from cartnudge.timing.policy import CartClock, next_due
+from cartnudge.timing.repository import WaiterRepository
 from cartnudge.timing.rules import (
     DEFAULT_DOCUMENT,
     MAX_DOCUMENT_BYTES,
@@ -30,11 +29,6 @@ from cartnudge.timing.rules import (
     RulesError,
     cached_rules,
     parse_rules,
-)
-
-carts = table_of(Cart)
-_SET_WAKE = (
-    update(carts).where(carts.c.id == bindparam("_cart_id")).values(next_wake_at=bindparam("wake"))
 )
 
 
@@ -51,31 +45,13 @@ class ShopRules:
 
 def reschedule_open_carts(conn: Connection, shop: ShopRecord, rules: Rules) -> int:
     """Move the timer of every open cart that has one to what ``rules`` say."""
-    rows = conn.execute(
-        select(
-            carts.c.id,
-            carts.c.status,
-            carts.c.last_activity_at,
-            carts.c.total_minor,
-            carts.c.currency,
-            carts.c.reminders_sent,
-            carts.c.last_reminder_at,
-        ).where(
-            carts.c.shop_id == shop.id,
-            carts.c.status == CartStatus.OPEN.value,
-            carts.c.next_wake_at.is_not(None),
-        )
-    ).all()
-    params = [
-        {
-            "_cart_id": row.id,
-            "wake": next_due(CartClock.from_row(row), rules),
-        }
-        for row in rows
+    repo = WaiterRepository(conn)
+    wakes = [
+        {"_cart_id": row.id, "_wake": next_due(CartClock.from_row(row), rules)}
+        for row in repo.open_with_timers(shop.id)
     ]
-    if params:
-        conn.execute(_SET_WAKE, params)
-    return len(params)
+    repo.set_wakes(wakes)
+    return len(wakes)
 
 
 RULES = DocumentKind(
@@ -100,10 +76,6 @@ def rules_of(conn: Connection, shop_ids: Iterable[int]) -> dict[int, ShopRules]:
 
 def rules_history(conn: Connection, shop_id: int) -> list[DocumentVersion]:
     return document_history(conn, RULES, shop_id)
-
-
-def rules_version(conn: Connection, shop_id: int, version: int) -> DocumentVersion:
-    return document_version(conn, RULES, shop_id, version)
 
 
 def set_rules(
