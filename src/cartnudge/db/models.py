@@ -149,11 +149,11 @@ class Cart(Base):
     versions: Mapped[dict[str, str]] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    # The waiter's: reminder steps decided so far, when the latest was, and the lease of a
-    # worker that has claimed the cart (expired leases are claimed again).
+    # The waiter's: reminder steps decided so far and when the latest was. A worker's claim
+    # is its transaction's row locks (a dead worker's carts are free again at once), so a
+    # cart carries no lease.
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_reminder_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class CartKey(Base):

@@ -69,6 +69,11 @@ def upgrade() -> None:
             postgresql_where=sa.text("status = 'sending'"),
         )
 
+    # The waiter claims carts with its transaction's row locks; the lease column 0002 added
+    # for it was never used.
+    with op.batch_alter_table("carts", schema=None) as batch_op:
+        batch_op.drop_column("claimed_until")
+
     with op.batch_alter_table("shops", schema=None) as batch_op:
         batch_op.add_column(sa.Column("sender_name", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("sender_email", sa.String(length=320), nullable=True))
@@ -80,6 +85,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("carts", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("claimed_until", cartnudge.db.types.UtcDateTime(timezone=True), nullable=True)
+        )
+
     with op.batch_alter_table("shops", schema=None) as batch_op:
         batch_op.drop_column("locale")
         batch_op.drop_column("mail_url")
