@@ -14,8 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cartnudge.clock import Clock
 from cartnudge.db.session import reading, writing
-from cartnudge.shops.repository import ShopRepository
-from cartnudge.tracking.service import Link, click, follow, is_unsubscribed, unsubscribe
+from cartnudge.tracking.service import click, follow, is_unsubscribed, unsubscribe
 from cartnudge.tracking.tokens import Purpose
 
 ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
@@ -52,15 +51,6 @@ def _masked(email_key: str) -> str:
 def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
     router = APIRouter(tags=["tracking"])
 
-    def shop_name(shop_id: int) -> str:
-        with reading(engine) as conn:
-            shop = ShopRepository(conn).by_id(shop_id)
-        return shop.name if shop else "the shop"
-
-    def verified(purpose: Purpose, token: str) -> Link | None:
-        with reading(engine) as conn:
-            return follow(conn, key, purpose, token)
-
     @router.get("/c/{token}", summary="Follow a reminder's link back to the cart")
     def follow_click(token: str) -> Response:
         with writing(engine) as conn:
@@ -69,7 +59,7 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
                 return _invalid()
             target = click(conn, link, clock())
         if target is None:
-            name = escape(shop_name(link.shop_id))
+            name = escape(link.shop_name)
             return _page(
                 "Your cart is waiting", f"<p>Head back to {name} to finish your order.</p>"
             )
@@ -77,16 +67,16 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
 
     @router.get("/u/{token}", summary="The unsubscribe page (changes nothing)")
     def unsubscribe_page(token: str) -> Response:
-        link = verified(Purpose.UNSUBSCRIBE, token)
+        with reading(engine) as conn:
+            link = follow(conn, key, Purpose.UNSUBSCRIBE, token)
+            done = link is not None and is_unsubscribed(conn, link.shop_id, link.email_key)
         if link is None:
             return _invalid()
-        name = shop_name(link.shop_id)
-        with reading(engine) as conn:
-            done = is_unsubscribed(conn, link.shop_id, link.email_key)
         if done:
-            return _unsubscribed(name)
+            return _unsubscribed(link.shop_name)
+        shop, address = escape(link.shop_name), escape(_masked(link.email_key))
         form = (
-            f"<p>Stop cart reminders from {escape(name)} to {escape(_masked(link.email_key))}?</p>"
+            f"<p>Stop cart reminders from {shop} to {address}?</p>"
             f'<form method="post" action="/u/{escape(token)}">'
             '<button type="submit">Unsubscribe</button></form>'
         )
@@ -112,6 +102,6 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
                 send_id=link.send_id,
                 actor="shopper",
             )
-        return _unsubscribed(shop_name(link.shop_id))
+        return _unsubscribed(link.shop_name)
 
     return router

@@ -7,12 +7,13 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select
 
-from cartnudge.db.models import Cart, Click, ConsentEntry, Send, table_of
+from cartnudge.db.models import Cart, Click, ConsentEntry, Send, Shop, table_of
 
 sends = table_of(Send)
 carts = table_of(Cart)
 clicks = table_of(Click)
 ledger = table_of(ConsentEntry)
+shops = table_of(Shop)
 
 _SEND = (
     select(
@@ -22,8 +23,10 @@ _SEND = (
         sends.c.step,
         sends.c.email_key,
         carts.c.return_url,
+        shops.c.name.label("shop_name"),
     )
     .join(carts, carts.c.id == sends.c.cart_id)
+    .join(shops, shops.c.id == sends.c.shop_id)
     .where(sends.c.id == bindparam("send_id"))
 )
 _LATEST_CONSENT = (
@@ -42,7 +45,8 @@ class TrackingRepository:
         self.conn = conn
 
     def send(self, send_id: int) -> Any:
-        """The send a link names, with its cart's return URL; ``None`` if there is none."""
+        """The send a link names, with its cart's return URL and its shop's name; ``None``
+        if there is none."""
         return self.conn.execute(_SEND, {"send_id": send_id}).first()
 
     def add_click(self, shop_id: int, send_id: int, at: datetime) -> None:

@@ -26,6 +26,7 @@ class Link:
     step: int
     email_key: str
     return_url: str | None
+    shop_name: str
 
 
 def follow(conn: Connection, key: bytes, purpose: Purpose, token: str) -> Link | None:
@@ -39,7 +40,9 @@ def follow(conn: Connection, key: bytes, purpose: Purpose, token: str) -> Link |
         return None
     if not verify(key, purpose, mac, row.id, row.shop_id, row.email_key):
         return None
-    return Link(row.id, row.shop_id, row.cart_id, row.step, row.email_key, row.return_url)
+    return Link(
+        row.id, row.shop_id, row.cart_id, row.step, row.email_key, row.return_url, row.shop_name
+    )
 
 
 def click(conn: Connection, link: Link, now: datetime) -> str | None:
