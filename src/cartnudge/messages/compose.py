@@ -28,7 +28,7 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
-from cartnudge.delivery.policy import wire_address
+from cartnudge.delivery.policy import usable_address, wire_address
 from cartnudge.messages.voice import MAX_SUBJECT_CHARS, Voice, choose_variant, greeting
 from cartnudge.money import minor_digits
 
@@ -93,7 +93,6 @@ class _Item:
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-_UNSAFE_ADDRESS = re.compile(r"[\s<>,;:\"()\[\]\\]")  # cannot be in a bare address
 FALLBACK_LOCALE = "en"
 
 
@@ -279,7 +278,7 @@ def _address(value: str) -> str:
     """``Name <addr>`` or ``addr`` as a header address, its name cleaned of anything that
     could break out of the header and encoded when not ASCII."""
     name, addr = parseaddr(value)
-    if not addr or _UNSAFE_ADDRESS.search(addr):
+    if not usable_address(addr):  # the gate's own test: nothing that needs quoting
         raise ValueError(f"not an email address: {value!r}")
     addr = wire_address(addr)
     display = _header_text(str(make_header(decode_header(name)))) if name else ""
