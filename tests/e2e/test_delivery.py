@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import email
 import json
-import os
 import re
 import signal
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -27,10 +25,8 @@ from cartnudge.db.engine import make_engine
 from cartnudge.db.session import reading
 from cartnudge.intake.examples import signed_storefront, storefront_event
 from cartnudge.shops.repository import ShopRecord, ShopRepository
-from cartnudge.testing.postgres import free_port
-from cartnudge.testing.serve import wait_healthy
 from cartnudge.testing.smtp import SmtpSink
-from tests.e2e.test_first_run import CARTNUDGE, cli
+from tests.e2e.test_first_run import cli, start_server
 
 DAY = datetime(2027, 1, 12, tzinfo=UTC)  # a Tuesday in winter: London is on UTC
 
@@ -43,23 +39,8 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def web(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTNUDGE_")}
-    env["CARTNUDGE_HOME"] = str(tmp_path / "var")
-    env["CARTNUDGE_SECRET_KEY"] = "e2e-signing-key"
-    base = f"http://127.0.0.1:{port}"
-    env["CARTNUDGE_PUBLIC_URL"] = base
     # Only the web app: the loops run when the test says, through `tick --now`.
-    process = subprocess.Popen(
-        [CARTNUDGE, "web", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    if not wait_healthy(base, process, 30):
-        process.kill()
-        pytest.fail(f"web did not start: {process.communicate()[0]}")
+    process, env, base = start_server(tmp_path, "web", {"CARTNUDGE_SECRET_KEY": "e2e-signing-key"})
     yield env, base
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)

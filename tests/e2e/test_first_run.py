@@ -18,13 +18,17 @@ from cartnudge.testing.serve import wait_healthy
 CARTNUDGE = str(Path(sys.executable).parent / "cartnudge")
 
 
-def start_server(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, str], str]:
-    """``cartnudge serve`` on a new SQLite home, healthy; with the env to reach it."""
+def start_server(
+    tmp_path: Path, command: str = "serve", extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, str], str]:
+    """``cartnudge serve`` (or ``web``) on a new SQLite home, healthy; with the env to
+    reach it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTNUDGE_")}
     env["CARTNUDGE_HOME"] = str(tmp_path / "var")
+    env.update(extra_env or {})
     process = subprocess.Popen(
-        [CARTNUDGE, "serve", "--port", str(port)],
+        [CARTNUDGE, command, "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
