@@ -7,8 +7,9 @@ A batch goes through three steps, each a short transaction or none:
    gates (``delivery.policy.check``) against its cart as it is now, which is the second
    guard against a purchase race. A refused send is skipped with its reason, a send in
    quiet hours is deferred, a shop without its sender identity holds its sends. A send
-   that passes is composed and marked ``sending`` with a lease, before any byte leaves.
-2. **Deliver** (no transaction). Each email goes to the shop's provider.
+   that passes is marked ``sending`` with a lease, before any byte leaves.
+2. **Write and deliver** (no transaction). Each email is composed and goes to the shop's
+   provider, in lanes side by side.
 3. **Record** what each provider said, in a transaction every few seconds (which also
    renews the lease of the sends still waiting their turn) and at the end.
 
@@ -60,6 +61,7 @@ from cartnudge.delivery.providers import (
 from cartnudge.delivery.repository import HELD, SenderRepository
 from cartnudge.messages.compose import Draft, Line, compose
 from cartnudge.messages.service import voice_of
+from cartnudge.messages.voice import Voice
 from cartnudge.shops.repository import ShopRecord, ShopRepository
 from cartnudge.timing.service import rules_of
 from cartnudge.tracking.policy import landing_url
@@ -71,6 +73,8 @@ BATCH = 200  # sends per claim: a batch is delivered before the next is claimed
 LEASE = timedelta(seconds=60)  # a stopped worker's sends are settled within this
 HEARTBEAT_S = 15.0  # record outcomes and renew the lease this often while delivering
 HOLD_FOR = timedelta(minutes=15)  # a held send is looked at again after this
+# Providers that can take the same email twice without the shopper getting two.
+_RESEND_SAFE = {p.name for p in (FileProvider, SmtpProvider) if p.resend_safe}
 LOCAL_PART_MAX = 64  # RFC 5321: a longer reply address would not be deliverable
 
 
@@ -119,9 +123,22 @@ class Outgoing:
     send_id: int
     attempts: int
     route: Route
-    message: bytes  # as composed, ready for the wire
+    # Written after the claim's commit: composing a batch inside it would hold SQLite's
+    # one write lock (and the webhooks waiting on it) for tens of milliseconds.
+    draft: Draft
+    voice: Voice
     envelope_from: str
     to: str
+
+
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """What became of one outgoing email."""
+
+    item: Outgoing
+    outcome: Outcome
+    at: datetime
+    subject: str | None  # None when it could not be written
 
 
 class Providers:
@@ -261,13 +278,6 @@ def claim_batch(
             assert isinstance(verdict, Go)
             voice = voices[row.shop_id]
             draft = _draft(row, shop, links, now, last_step=row.step >= shop_rules.steps)
-            try:
-                composed = compose(draft, voice.voice)
-            except (ValueError, UnicodeError) as exc:  # one bad cart must not stop the batch
-                reason = f"could not be written: {exc}"
-                updates.append(_row(row.id, now, status=SendStatus.FAILED, reason=reason))
-                report.counts["failed"] += 1
-                continue
             route = providers.route_of(shop)
             updates.append(
                 _row(
@@ -280,7 +290,6 @@ def claim_batch(
                     consent_basis=verdict.consent_basis,
                     provider=route.name,
                     message_id=draft.message_id,
-                    subject=composed.subject,
                     voice_version=voice.version,
                     sent_at=now,
                     attempts=row.attempts + 1,
@@ -292,7 +301,8 @@ def claim_batch(
                     row.id,
                     row.attempts + 1,
                     route,
-                    composed.raw,
+                    draft,
+                    voice.voice,
                     shop.sender_email,
                     wire_address(row.email),
                 )
@@ -336,7 +346,7 @@ def _deliver(
     for item in outgoing:
         lanes[(item.route, per_route[item.route] % providers.LANES)].append(item)
         per_route[item.route] += 1
-    results: SimpleQueue[tuple[Outgoing, Outcome, datetime]] = SimpleQueue()
+    results: SimpleQueue[Handed] = SimpleQueue()
     for (route, lane), items in lanes.items():
         providers.pool.submit(_deliver_lane, providers.provider(route, lane), items, clock, results)
     waiting = {item.send_id for item in outgoing}
@@ -344,12 +354,12 @@ def _deliver(
     last_flush = time.monotonic()
     while waiting:
         try:
-            item, outcome, at = results.get(timeout=1.0)
+            handed = results.get(timeout=1.0)
         except Empty:
             pass
         else:
-            waiting.discard(item.send_id)
-            done.append(_outcome_row(item, outcome, at, report, rng))
+            waiting.discard(handed.item.send_id)
+            done.append(_outcome_row(handed, report, rng))
         if waiting and time.monotonic() - last_flush > HEARTBEAT_S:
             _record(engine, done, sorted(waiting), clock() + LEASE)
             done = []
@@ -361,18 +371,25 @@ def _deliver_lane(
     provider: Provider,
     items: list[Outgoing],
     clock: Callable[[], datetime],
-    results: SimpleQueue[tuple[Outgoing, Outcome, datetime]],
+    results: SimpleQueue[Handed],
 ) -> None:
     for item in items:
         outcome: Outcome
+        subject = None
+        try:
+            composed = compose(item.draft, item.voice)
+        except (ValueError, UnicodeError) as exc:  # one bad cart must not stop the batch
+            results.put(Handed(item, Failed(f"could not be written: {exc}"), clock(), None))
+            continue
+        subject = composed.subject
         try:
             outcome = provider.deliver(
-                item.message, sender=item.envelope_from, recipient=item.to, key=str(item.send_id)
+                composed.raw, sender=item.envelope_from, recipient=item.to, key=str(item.send_id)
             )
         except Exception as exc:  # a provider bug must not strand the rest of the batch
             log.exception("provider %s raised on send %s", provider.name, item.send_id)
             outcome = Ambiguous(f"the provider raised {type(exc).__name__}")
-        results.put((item, outcome, clock()))
+        results.put(Handed(item, outcome, clock(), subject))
 
 
 def _record(
@@ -385,37 +402,40 @@ def _record(
             repo.extend_lease(waiting, until)
 
 
-def _outcome_row(
-    item: Outgoing, outcome: Outcome, now: datetime, report: SendReport, rng: random.Random
-) -> dict[str, Any]:
+def _outcome_row(handed: Handed, report: SendReport, rng: random.Random) -> dict[str, Any]:
+    item, outcome, now = handed.item, handed.outcome, handed.at
+    extra: dict[str, Any] = {}
     if isinstance(outcome, Delivered):
-        report.counts["sent"] += 1
-        return _row(item.send_id, now, status=SendStatus.SENT, reason=None, claimed_until=None)
-    if isinstance(outcome, Retry) and item.attempts < MAX_ATTEMPTS:
-        report.counts["retrying"] += 1
-        return _row(
-            item.send_id,
-            now,
-            status=SendStatus.QUEUED,
-            reason=f"will retry: {outcome.reason}",
-            due_at=now + retry_delay(item.attempts, rng.random()),
-            claimed_until=None,
-            sent_at=None,
-        )
-    if isinstance(outcome, Retry):
-        report.counts["failed"] += 1
+        status, reason = SendStatus.SENT, None
+    elif isinstance(outcome, Retry) and item.attempts < MAX_ATTEMPTS:
+        status, reason = SendStatus.QUEUED, f"will retry: {outcome.reason}"
+        extra = {"due_at": now + retry_delay(item.attempts, rng.random()), "sent_at": None}
+    elif isinstance(outcome, Retry):
+        status = SendStatus.FAILED
         reason = f"gave up after {item.attempts} attempts: {outcome.reason}"
-        return _row(item.send_id, now, status=SendStatus.FAILED, reason=reason, claimed_until=None)
-    if isinstance(outcome, Failed):
-        report.counts["failed"] += 1
-        return _row(
-            item.send_id, now, status=SendStatus.FAILED, reason=outcome.reason, claimed_until=None
-        )
-    assert isinstance(outcome, Ambiguous)
-    report.counts["ambiguous"] += 1
+    elif isinstance(outcome, Failed):
+        status, reason = SendStatus.FAILED, outcome.reason
+    else:
+        assert isinstance(outcome, Ambiguous)
+        status, reason = SendStatus.AMBIGUOUS, outcome.reason
+    report.counts[_COUNTED[status]] += 1
     return _row(
-        item.send_id, now, status=SendStatus.AMBIGUOUS, reason=outcome.reason, claimed_until=None
+        item.send_id,
+        now,
+        status=status,
+        reason=reason,
+        claimed_until=None,
+        subject=handed.subject,
+        **extra,
     )
+
+
+_COUNTED = {
+    SendStatus.SENT: "sent",
+    SendStatus.QUEUED: "retrying",
+    SendStatus.FAILED: "failed",
+    SendStatus.AMBIGUOUS: "ambiguous",
+}
 
 
 def _settle_stranded(
@@ -423,7 +443,7 @@ def _settle_stranded(
 ) -> None:
     updates = []
     for row in repo.stranded(now):
-        if row.provider == FileProvider.name:  # writing the same file again is harmless
+        if row.provider in _RESEND_SAFE:  # e.g. writing the same file again is harmless
             updates.append(
                 _row(
                     row.id,

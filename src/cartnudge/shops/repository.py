@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import formataddr
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -40,8 +41,6 @@ class ShopRecord:
     def sender(self) -> str | None:
         """``Name <address>`` as it goes in a From header, or ``None`` until both are set."""
         if self.sender_name and self.sender_email:
-            from email.utils import formataddr
-
             return formataddr((self.sender_name, self.sender_email))
         return None
 
