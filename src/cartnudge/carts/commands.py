@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from cartnudge.cli_support import emit, fail, runtime
-from cartnudge.db.models import CartStatus
 
 carts_app = typer.Typer(no_args_is_help=True, help="The cart list.")
 
@@ -23,6 +22,7 @@ def carts_list(
 ) -> None:
     """The shop's carts, most recently active first."""
     from cartnudge.carts.queries import list_carts
+    from cartnudge.db.models import CartStatus
     from cartnudge.db.session import reading
 
     if status is not None and status not in {s.value for s in CartStatus}:
@@ -65,7 +65,7 @@ def carts_suppress(
     reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
 ) -> None:
     """Stop a cart: no reminder about it will be sent; any queued one is cancelled."""
-    _stop(cart_id, CartStatus.SUPPRESSED, reason)
+    _stop(cart_id, "suppressed", reason)
 
 
 @carts_app.command("write-off")
@@ -77,18 +77,20 @@ def carts_write_off(
     cancelled."""
     if not reason.strip():
         fail("--reason must not be empty")
-    _stop(cart_id, CartStatus.WRITTEN_OFF, reason.strip())
+    _stop(cart_id, "written_off", reason.strip())
 
 
-def _stop(cart_id: int, status: CartStatus, reason: str | None) -> None:
+def _stop(cart_id: int, status: str, reason: str | None) -> None:
+    # Imported here: the CLI starts without the database layer.
     from cartnudge.carts.actions import ActionError, stop_cart
     from cartnudge.clock import system_clock
+    from cartnudge.db.models import CartStatus
     from cartnudge.db.session import writing
 
     rt = runtime()
     try:
         with writing(rt.engine) as conn:
-            result = stop_cart(conn, cart_id, status, system_clock(), reason=reason)
+            result = stop_cart(conn, cart_id, CartStatus(status), system_clock(), reason=reason)
     except ActionError as exc:
         fail(str(exc))
     emit(result)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from cartnudge.cli_support import emit, fail, runtime
-from cartnudge.db.models import SendStatus
 
 sends_app = typer.Typer(no_args_is_help=True, help="The reminders decided and what became of them.")
 
@@ -18,13 +17,14 @@ def sends_list(
     shop: Annotated[str, typer.Option(help="Shop slug.")],
     status: Annotated[
         str | None,
-        typer.Option(help=", ".join(s.value for s in SendStatus)),
+        typer.Option(help="queued, sending, sent, skipped, failed, cancelled, ambiguous"),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
 ) -> None:
     """The shop's sends as JSON, most recently changed first, with the reason for each
     skip, deferral, failure or ambiguity."""
     from cartnudge.carts.queries import list_sends
+    from cartnudge.db.models import SendStatus
     from cartnudge.db.session import reading
 
     if status is not None and status not in {s.value for s in SendStatus}:
