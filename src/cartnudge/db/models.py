@@ -265,7 +265,6 @@ class Send(Base):
 
 class ConsentKind(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
-    RESUBSCRIBE = "resubscribe"
 
 
 class ConsentEntry(Base):
