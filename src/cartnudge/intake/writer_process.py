@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cartnudge.intake.writer_process")  # not __main__ in the child
 
 START_TIMEOUT_S = 30.0
 RESTART_DELAY_S = 1.0
@@ -138,11 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     from cartnudge.db.engine import make_engine
     from cartnudge.intake.remote import WriterServer
     from cartnudge.intake.writer import IngestWriter
+    from cartnudge.logs import configure_logging
 
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)  # JSON lines on the stderr it shares with serve
     stopping = False
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
