@@ -11,7 +11,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: larger webhook bodies are refused with 413
@@ -57,6 +57,14 @@ class Settings(BaseSettings):
         description="Where the file mail route writes one .eml per email "
         "(default $CARTNUDGE_HOME/outbox).",
     )
+    data_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated Fernet keys that encrypt shop secrets at rest (webhook "
+        "secrets, mail passwords): the first encrypts, every one decrypts. Unset means one key "
+        "kept in $CARTNUDGE_HOME/data.key; set it, the same for every process, when processes "
+        "do not share a data folder. `cartnudge keys new` makes a key; `cartnudge keys rotate` "
+        "re-encrypts with the first.",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -88,6 +96,11 @@ class Settings(BaseSettings):
     @property
     def resolved_outbox_dir(self) -> Path:
         return self.outbox_dir or self.home / "outbox"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Where answers to data requests are written, one folder per shop."""
+        return self.home / "exports"
 
     @property
     def is_sqlite(self) -> bool:

@@ -25,6 +25,8 @@ def start_server(
     reach it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTNUDGE_")}
+    # The session's data key (tests/conftest.py), so the test can read the shops it adds.
+    env["CARTNUDGE_DATA_KEYS"] = os.environ["CARTNUDGE_DATA_KEYS"]
     env["CARTNUDGE_HOME"] = str(tmp_path / "var")
     env.update(extra_env or {})
     process = subprocess.Popen(

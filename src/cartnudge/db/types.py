@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+if TYPE_CHECKING:
+    from cartnudge.privacy.keys import Keyring
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-# JSONB on PostgreSQL (indexable, compact); JSON text on SQLite.
-Json = JSON().with_variant(JSONB(), "postgresql")
+# JSONB on PostgreSQL (indexable, compact); JSON text on SQLite. Python's None is SQL NULL,
+# not the JSON value null, so "IS NULL" means "nothing kept" on both engines.
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -75,3 +80,42 @@ class UtcDateTime(TypeDecorator[datetime]):
         if instant.tzinfo is None:
             return instant.replace(tzinfo=UTC)
         return instant.astimezone(UTC)
+
+
+def _keyring() -> Keyring:
+    # Imported on first use: the keys (and cryptography) load only in processes that read
+    # or write a secret. Tests and `cartnudge keys rotate` reset it with
+    # ``cartnudge.privacy.keys.reset_process_keyring``.
+    from cartnudge.privacy.keys import process_keyring
+
+    return process_keyring()
+
+
+class Sealed(TypeDecorator[str]):
+    """Text encrypted at rest with the data keys (``cartnudge.privacy.keys``): the column
+    holds a Fernet token, the code sees the clear value. Tokens are randomised, so a sealed
+    column cannot be searched or compared in SQL."""
+
+    impl = Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else _keyring().seal(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else _keyring().open(value)
+
+
+class SealedJson(TypeDecorator[Any]):
+    """A JSON value encrypted at rest as one token, like ``Sealed``."""
+
+    impl = Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return _keyring().seal(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(_keyring().open(value))
