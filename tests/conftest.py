@@ -4,6 +4,7 @@ machine's binaries for this test session."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -35,6 +36,23 @@ STRIPE_SECRET = "whsec_test_stripe_secret"
 KEY = "test-signing-key"
 SENDER = "Tea House <hello@tea.example>"
 POSTAL_ADDRESS = "1 Leaf Lane\nBristol BS1 1AA\nUnited Kingdom"
+# One data key for the whole session, so the test process and every process it starts seal
+# and open shop secrets alike (tests that change the keys reset the keyring afterwards).
+DATA_KEY = base64.urlsafe_b64encode(b"cartnudge-test-data-key-32-bytes").decode()
+os.environ["CARTNUDGE_DATA_KEYS"] = DATA_KEY
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A command run in-process configures logging for the whole process; put back what
+    the test runner had, so one test's JSON handler does not write into the next tests'."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def load_fixture(relative: str) -> Any:
@@ -135,8 +153,10 @@ def sender_shop(make_shop: ShopFactory) -> ShopRecord:
 
 
 @pytest.fixture
-def run(engine: Engine, tmp_path: Path) -> Any:
+def run(engine: Engine, tmp_path: Path) -> Iterator[Any]:
     """One waiter and sender pass at a chosen instant (``tests.delivery.helpers.Pass``)."""
     from tests.delivery.helpers import Pass
 
-    return Pass(engine, tmp_path / "outbox")
+    passes = Pass(engine, tmp_path / "outbox")
+    yield passes
+    passes.providers.close()  # SMTP connections kept open between passes

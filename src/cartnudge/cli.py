@@ -10,11 +10,14 @@ from typing import Annotated
 import typer
 
 from cartnudge.carts.commands import carts_app
-from cartnudge.cli_support import Runtime, close_runtimes, emit, runtime
+from cartnudge.cli_support import Runtime, close_runtimes, emit, fail, runtime
 from cartnudge.clock import system_clock
-from cartnudge.delivery.commands import sends_app, unsubscribe_command
+from cartnudge.config import Settings
+from cartnudge.delivery.commands import sends_app
 from cartnudge.intake.commands import events_app, import_app, reconcile_app
 from cartnudge.messages.commands import voice_app
+from cartnudge.privacy.commands import privacy_app, unsubscribe_command
+from cartnudge.privacy.key_commands import keys_app
 from cartnudge.shops.commands import shop_app
 from cartnudge.timing.commands import rules_app
 
@@ -27,12 +30,22 @@ app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(rules_app, name="rules")
 app.add_typer(voice_app, name="voice")
 app.add_typer(sends_app, name="sends")
+app.add_typer(keys_app, name="keys")
+app.add_typer(privacy_app, name="privacy")
 app.command("unsubscribe")(unsubscribe_command)
 
 
 @app.callback()
 def _root(ctx: typer.Context) -> None:
     ctx.call_on_close(close_runtimes)
+    # Every command logs JSON lines to stderr (see cartnudge.logs); stdout is the operator's.
+    from cartnudge.logs import configure_logging
+
+    level = Settings().log_level
+    try:
+        configure_logging(level)
+    except ValueError as exc:
+        fail(f"CARTNUDGE_LOG_LEVEL: {exc}")
 
 
 # -- serve, web, worker, tick ---------------------------------------------------------
@@ -70,7 +83,6 @@ def worker() -> None:
     from cartnudge.worker import Loops
 
     rt = runtime()
-    _configure_logging(rt)
     loops = Loops(rt.engine, rt.settings)
     signal.signal(signal.SIGTERM, lambda *_: loops.stop(timeout_s=0))
     typer.echo("cartnudge: worker running (Ctrl-C to stop)")
@@ -101,28 +113,19 @@ def tick(
         loops.providers.close()
 
 
-def _configure_logging(rt: Runtime) -> None:
-    import logging
-
-    logging.basicConfig(
-        level=rt.settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
 def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
     import os
 
     import uvicorn
 
     from cartnudge.app import create_app
+    from cartnudge.logs import logging_config
     from cartnudge.worker import Loops
 
     rt = runtime()
     if "CARTNUDGE_PUBLIC_URL" not in os.environ:
         rt.settings.public_url = f"http://{host}:{port}"
         os.environ["CARTNUDGE_PUBLIC_URL"] = rt.settings.public_url  # for worker processes
-    _configure_logging(rt)
     _ensure_demo_shop(rt)
     writer = None
     if rt.settings.is_sqlite:
@@ -135,6 +138,9 @@ def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
         rt.settings.ingest_socket = writer.socket_path
         os.environ["CARTNUDGE_INGEST_SOCKET"] = str(writer.socket_path)  # for web workers
     loops = Loops(rt.engine, rt.settings) if with_loops else None
+    # uvicorn applies it again in each of its processes: its server and access lines
+    # (one per request) come out as JSON lines too.
+    log_config = logging_config(rt.settings.log_level)
     try:
         if loops is not None:
             loops.start()
@@ -146,14 +152,14 @@ def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
                 host=host,
                 port=port,
                 workers=workers,
-                log_level="warning",
+                log_config=log_config,
             )
         else:
             uvicorn.run(
                 create_app(rt.settings, engine=rt.engine),
                 host=host,
                 port=port,
-                log_level="warning",
+                log_config=log_config,
             )
     finally:
         if loops is not None:
@@ -229,3 +235,12 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        # A malformed, wrong or missing data key: one line saying so, not a traceback.
+        from cartnudge.privacy.keys import data_key_problem
+
+        problem = data_key_problem(exc)
+        if problem is None:
+            raise
+        typer.echo(f"error: {problem}", err=True)
+        sys.exit(2)

@@ -81,3 +81,14 @@ def instant(text: str, option: str) -> datetime:
         return parse_instant(text)
     except ValueError:
         fail(f"{option}: {text!r} is not an RFC 3339 time with an offset")
+
+
+def address_key(text: str) -> str:
+    """The form an address is held under, or exit 2 if ``text`` is not an address."""
+    from cartnudge.intake.events import email_key
+
+    key = email_key(text)
+    local, _, domain = (key or "").partition("@")
+    if key is None or not local or not domain or "@" in domain or any(c.isspace() for c in key):
+        fail(f"{text!r} is not an email address")
+    return key

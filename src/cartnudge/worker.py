@@ -1,4 +1,5 @@
-"""The loops behind the web app: the waiter and the sender, one pass after another.
+"""The loops behind the web app: the waiter and the sender, one pass after another, and
+the privacy run every few minutes.
 
 ``cartnudge serve`` runs them in a thread next to the web app; ``cartnudge worker`` runs
 only them, as many processes as needed on PostgreSQL; ``cartnudge tick`` runs one pass.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -19,6 +21,7 @@ from sqlalchemy import Engine
 from cartnudge.clock import system_clock
 from cartnudge.config import Settings
 from cartnudge.delivery.sender import Links, Providers, send_due
+from cartnudge.privacy.worker import PRIVACY_INTERVAL_S, files_of, run_privacy
 from cartnudge.timing.waiter import wake_due
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,8 @@ class Loops:
         self.clock = clock
         self.providers = Providers(settings.resolved_outbox_dir)
         self.links = Links(settings.public_url, settings.signing_key)
+        self.privacy_files = files_of(settings)
+        self._privacy_due = 0.0  # monotonic time of the next privacy run; the first is at once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -44,12 +49,19 @@ class Loops:
         sender = send_due(self.engine, self.clock, self.providers, self.links)
         return {"waiter": waiter.as_dict(), "sender": sender.as_dict()}
 
+    def run_privacy_if_due(self) -> None:
+        """Answer data requests and apply retention, every ``PRIVACY_INTERVAL_S``."""
+        if time.monotonic() >= self._privacy_due:
+            self._privacy_due = time.monotonic() + PRIVACY_INTERVAL_S
+            run_privacy(self.engine, self.clock(), self.privacy_files)
+
     def run(self) -> None:
         """Pass after pass until ``stop``; an error is logged and retried, never fatal."""
         try:
             while not self._stop.is_set():
                 try:
                     self.run_once()
+                    self.run_privacy_if_due()
                 except Exception:
                     log.exception("waiter/sender pass failed; trying again shortly")
                     self._stop.wait(ERROR_BACKOFF_S)

@@ -132,7 +132,7 @@ recipients = st.builds(
     consent_source=st.sampled_from([None, "storefront:accepts_marketing"]),
     timezone=st.none() | st.sampled_from(ZONES),
     shop_timezone=st.sampled_from(ZONES),
-    unsubscribed=st.booleans(),
+    stopped=st.sampled_from([None, "address unsubscribed", "address bounced"]),
     other_cart_reminded_at=st.none() | instants,
 )
 policies = st.builds(
@@ -155,7 +155,7 @@ def test_gates_never_let_through_what_they_must_stop(
     assert verdict == check(r, rules, now)
     if isinstance(verdict, Go):
         assert r.cart_status is CartStatus.OPEN
-        assert not r.unsubscribed
+        assert r.stopped is None
         assert r.email and "@" in r.email
         if rules.consent is ConsentPolicy.REQUIRE_OPT_IN:
             assert r.accepts_marketing is True
@@ -179,7 +179,7 @@ def _recipient(**overrides: object) -> Recipient:
         consent_source="storefront:accepts_marketing",
         timezone="Europe/Paris",
         shop_timezone="America/New_York",
-        unsubscribed=False,
+        stopped=None,
         other_cart_reminded_at=None,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
@@ -194,7 +194,8 @@ NOON_PARIS = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
         ({}, Go("opt_in:storefront:accepts_marketing")),
         ({"email": None}, Skip("no usable email address")),
         ({"cart_status": CartStatus.BOUGHT}, Skip("cart is bought")),
-        ({"unsubscribed": True}, Skip("address unsubscribed")),
+        ({"stopped": "address unsubscribed"}, Skip("address unsubscribed")),
+        ({"stopped": "address bounced"}, Skip("address bounced")),
         (
             {"accepts_marketing": False},
             Skip("no consent: the shop requires opt-in and the shopper did not opt in"),

@@ -250,16 +250,20 @@ def test_a_temporary_refusal_is_a_retry_and_the_connection_stays_usable(
 
 
 @pytest.mark.parametrize(
-    ("stage", "reply"),
+    ("stage", "reply", "bounce"),
     [
-        ("mail", "553 5.7.1 Sender address rejected: not owned by user"),
-        ("rcpt", "550 5.1.1 The email account that you tried to reach does not exist"),
-        ("data", "554 5.5.1 No valid recipients"),
-        ("end", "554 5.7.1 Message rejected as spam"),
+        ("mail", "553 5.7.1 Sender address rejected: not owned by user", False),
+        ("rcpt", "550 5.1.1 The email account that you tried to reach does not exist", True),
+        ("rcpt", "550 5.2.1 The email account that you tried to reach is disabled", True),
+        ("rcpt", "550 Requested action not taken: mailbox unavailable", True),
+        ("rcpt", "550 5.7.1 Service unavailable; client host blocked", False),
+        ("rcpt", "552 5.2.2 Mailbox full", False),
+        ("data", "554 5.5.1 No valid recipients", False),
+        ("end", "554 5.7.1 Message rejected as spam", False),
     ],
 )
 def test_a_permanent_refusal_fails_with_the_servers_words(
-    sink: SmtpSink, connect: Connect, stage: Stage, reply: str
+    sink: SmtpSink, connect: Connect, stage: Stage, reply: str, bounce: bool
 ) -> None:
     provider = connect(f"smtp://{sink.host}:{sink.port}")
     sink.fail_next(stage, reply)
@@ -268,6 +272,8 @@ def test_a_permanent_refusal_fails_with_the_servers_words(
 
     assert isinstance(outcome, Failed)
     assert reply in outcome.reason
+    # Only a refusal of the recipient that says the address is bad or gone is a bounce.
+    assert outcome.bounce is bounce
     assert isinstance(deliver(provider, 2), Delivered)
     assert len(sink.received) == 1
     assert sink.connections == 1

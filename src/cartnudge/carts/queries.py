@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from sqlalchemy import Column, Connection, Table, select
 
 from cartnudge.carts.repository import CartRepository
@@ -46,6 +47,16 @@ def cart_view(row: Any) -> dict[str, Any]:
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
+
+
+def _body(payload: str | None) -> Any:
+    """A raw body as data when it is JSON (most are), else as the text it was."""
+    if payload is None:
+        return None
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return payload
 
 
 def send_view(row: Any) -> dict[str, Any]:
@@ -96,7 +107,9 @@ def _recent(
     return [view(row) for row in conn.execute(stmt)]
 
 
-def show_cart(conn: Connection, cart_id: int) -> dict[str, Any] | None:
+def show_cart(conn: Connection, cart_id: int, *, payloads: bool = False) -> dict[str, Any] | None:
+    """One cart with its keys, events, sends and audit; ``payloads`` adds each event's raw
+    body while it is kept (for a shopper's data export)."""
     repo = CartRepository(conn)
     row = repo.get(None, cart_id)
     if row is None:
@@ -112,6 +125,7 @@ def show_cart(conn: Connection, cart_id: int) -> dict[str, Any] | None:
             inbox.c.status,
             inbox.c.occurred_at,
             inbox.c.received_at,
+            inbox.c.payload,
         )
         .where(inbox.c.cart_id == cart_id)
         .order_by(inbox.c.occurred_at, inbox.c.id)
@@ -125,6 +139,7 @@ def show_cart(conn: Connection, cart_id: int) -> dict[str, Any] | None:
             "status": e.status,
             "occurred_at": _iso(e.occurred_at),
             "received_at": _iso(e.received_at),
+            **({"payload": _body(e.payload)} if payloads else {}),
         }
         for e in events
     ]

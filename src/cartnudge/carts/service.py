@@ -21,8 +21,10 @@ from typing import Any
 
 from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import CartState, fold, join, mark_bought, new_state
-from cartnudge.db.models import CartStatus
+from cartnudge.db.models import CartStatus, ConsentKind
 from cartnudge.intake.events import CartEvent, email_key, order_version
+from cartnudge.privacy.consent import entry as consent_entry
+from cartnudge.privacy.ledger_repository import LedgerRepository
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.timing.policy import wake_at
 from cartnudge.timing.rules import Rules
@@ -134,6 +136,7 @@ class _Batch:
         self.audits: list[tuple[int, dict[str, Any]]] = []  # (group index, row)
         self.order_rows: list[tuple[int, dict[str, Any]]] = []
         self.email_matches: list[tuple[int, int]] = []  # (order id, group index)
+        self.consents: list[tuple[int, dict[str, Any]]] = []  # (group index, ledger row)
         self.group_cart: dict[int, int] = {}
 
     def fold_groups(self) -> None:
@@ -178,6 +181,8 @@ class _Batch:
                 self.repo.absorb(shop.id, cart_id, gone)
                 merged = _audit(shop, now, actor, "merged", f"carts {gone} were this cart")
                 self.audits.append((index, merged))
+        if fact := _consent_fact(shop, before, state, [self.items[i][1] for i in group.events]):
+            self.consents.append((index, fact))
         if state.status is not (before.status if before else CartStatus.OPEN):
             change = _audit(
                 shop, now, actor, f"status:{state.status.value}", state.status_reason,
@@ -217,6 +222,41 @@ class _Batch:
         repo.audit_many(
             [{**row, "cart_id": self.group_cart[index]} for index, row in created + self.audits]
         )
+        LedgerRepository(repo.conn).append(
+            [
+                {**row, "evidence": {**row["evidence"], "cart": self.group_cart[index]}}
+                for index, row in self.consents
+            ]
+        )
+
+
+def _consent_fact(
+    shop: ShopRecord, before: CartState | None, after: CartState, events: list[CartEvent]
+) -> dict[str, Any] | None:
+    """A ledger row when this batch captured the shopper's choice at checkout for an
+    address: a new answer, or the same answer for a new address. ``None`` otherwise."""
+    if after.email_key is None or after.accepts_marketing is None:
+        return None
+    if before is not None and (before.email_key, before.accepts_marketing) == (
+        after.email_key,
+        after.accepts_marketing,
+    ):
+        return None
+    told = [e for e in events if e.accepts_marketing is not None]
+    if not told:  # the answer was on the cart already; only the address is new
+        source, evidence = after.consent_source or "unknown", {}
+    else:
+        source = told[-1].consent_source or told[-1].source
+        evidence = {"event": f"{told[-1].source}:{told[-1].external_id}"}
+    kind = ConsentKind.OPT_IN if after.accepts_marketing else ConsentKind.DECLINED
+    return consent_entry(
+        shop.id,
+        after.email_key,
+        kind,
+        source,
+        told[-1].occurred_at if told else after.last_activity_at,
+        evidence=evidence,
+    )
 
 
 def _group(

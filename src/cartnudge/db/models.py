@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cartnudge.db.types import BigId, Json, UtcDateTime
+from cartnudge.db.types import BigId, Json, Sealed, SealedJson, UtcDateTime
 
 # One naming convention, so Alembic's generated names match on both engines.
 NAMING_CONVENTION = {
@@ -63,10 +63,11 @@ class Shop(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3))
     shopify_domain: Mapped[str | None] = mapped_column(String(255), unique=True)
-    shopify_secret: Mapped[str | None] = mapped_column(String(255))
-    stripe_secret: Mapped[str | None] = mapped_column(String(255))
+    # Secrets are sealed at rest with the data keys (cartnudge.privacy.keys).
+    shopify_secret: Mapped[str | None] = mapped_column(Sealed())
+    stripe_secret: Mapped[str | None] = mapped_column(Sealed())
     # Current secret first; a second one is accepted during a rotation.
-    storefront_secrets: Mapped[list[str]] = mapped_column(Json)
+    storefront_secrets: Mapped[list[str]] = mapped_column(SealedJson())
     # Orders without a cart or checkout token match a cart of the same email this recent.
     order_match_window_s: Mapped[int] = mapped_column(BigInteger, default=7 * 86400)
     # Carts whose last activity is older than this are recorded but never reminded.
@@ -77,10 +78,22 @@ class Shop(Base):
     sender_name: Mapped[str | None] = mapped_column(String(200))
     sender_email: Mapped[str | None] = mapped_column(String(320))
     postal_address: Mapped[str | None] = mapped_column(Text)
-    # How its email leaves: None for the file outbox, else an smtp:// or smtps:// URL.
-    mail_url: Mapped[str | None] = mapped_column(Text)
+    # How its email leaves: None for the file outbox, else an smtp:// or smtps:// URL
+    # (which may carry a password, hence sealed).
+    mail_url: Mapped[str | None] = mapped_column(Sealed())
     # For money and dates when the shopper's own locale is not known.
     locale: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
+    # Retention, in seconds: raw webhook bodies; the facts a decision read (audit before and
+    # after); the shopper's personal data on a cart that is no longer open.
+    keep_payloads_s: Mapped[int] = mapped_column(
+        BigInteger, default=7 * 86400, server_default=str(7 * 86400)
+    )
+    keep_decisions_s: Mapped[int] = mapped_column(
+        BigInteger, default=30 * 86400, server_default=str(30 * 86400)
+    )
+    keep_closed_pii_s: Mapped[int] = mapped_column(
+        BigInteger, default=180 * 86400, server_default=str(180 * 86400)
+    )
 
 
 class InboxEvent(Base):
@@ -91,6 +104,14 @@ class InboxEvent(Base):
         UniqueConstraint("shop_id", "source", "external_id"),
         Index("ix_inbox_events_dead", "shop_id", "status"),
         Index("ix_inbox_events_cart", "cart_id", "occurred_at"),
+        # Retention reads only the bodies still kept, so the index holds only those.
+        Index(
+            "ix_inbox_events_kept",
+            "shop_id",
+            "received_at",
+            sqlite_where=text("payload IS NOT NULL"),
+            postgresql_where=text("payload IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -264,12 +285,21 @@ class Send(Base):
 
 
 class ConsentKind(StrEnum):
-    UNSUBSCRIBE = "unsubscribe"
+    OPT_IN = "opt_in"  # ticked "email me" at checkout
+    DECLINED = "declined"  # left it unticked
+    UNSUBSCRIBE = "unsubscribe"  # by link, one-click, or the owner on the shopper's behalf
+    COMPLAINT = "complaint"  # marked a reminder as spam
+    BOUNCE = "bounce"  # the address refused mail for good
+
+
+# Any of these stops every reminder to the address in that shop, for good.
+STOP_KINDS = frozenset({ConsentKind.UNSUBSCRIBE, ConsentKind.COMPLAINT, ConsentKind.BOUNCE})
 
 
 class ConsentEntry(Base):
-    """The consent ledger: every change of an address's consent in a shop, appended and
-    never rewritten. An address is unsubscribed when its newest entry says so."""
+    """The consent ledger: every consent fact about an address in a shop, appended and never
+    rewritten. An address is stopped once it has any entry of ``STOP_KINDS``; an opt-in
+    recorded later does not lift that (a checkbox can be stale or pre-ticked)."""
 
     __tablename__ = "consent_ledger"
     __table_args__ = (Index("ix_consent_ledger_address", "shop_id", "email_key", "id"),)
@@ -281,6 +311,8 @@ class ConsentEntry(Base):
     source: Mapped[str] = mapped_column(String(64))  # one_click, link, owner:cli, …
     send_id: Mapped[int | None] = mapped_column(BigInteger)  # the email it came from
     at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # What shows it: the event, the cart, the server's reply. Never the address itself.
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
 class Click(Base):
@@ -299,7 +331,17 @@ class AuditEntry(Base):
     """Who or what changed a cart's state, when, why, and what it was before and after."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_cart", "cart_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_log_cart", "cart_id", "id"),
+        # Retention reads only entries that still hold a decision's inputs.
+        Index(
+            "ix_audit_log_inputs",
+            "shop_id",
+            "at",
+            sqlite_where=text("before IS NOT NULL OR after IS NOT NULL"),
+            postgresql_where=text("before IS NOT NULL OR after IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
@@ -312,18 +354,42 @@ class AuditEntry(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
+class RequestState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"  # ``error`` says why; the next privacy run tries again
+
+
 class PrivacyRequest(Base):
-    """A compliance request (Shopify's three topics) recorded for the privacy stage to act on."""
+    """A compliance request (Shopify's three topics), acted on by the next privacy run."""
 
     __tablename__ = "privacy_requests"
+    __table_args__ = (Index("ix_privacy_requests_state", "state", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
-    inbox_event_id: Mapped[int] = mapped_column(BigInteger)
+    inbox_event_id: Mapped[int] = mapped_column(BigInteger)  # the body names the shopper
     state: Mapped[str] = mapped_column(String(16), default="pending")
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    result: Mapped[dict[str, Any] | None] = mapped_column(Json)  # counts, the export's file
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class PrivacyLogEntry(Base):
+    """What a privacy action did, in counts: never who it was about. Not tied to the shop
+    row, so the record that a shop was erased outlives the shop."""
+
+    __tablename__ = "privacy_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int | None] = mapped_column(BigInteger)  # none once the shop is erased
+    action: Mapped[str] = mapped_column(String(32))  # export, erase, shop_erase, retention
+    actor: Mapped[str] = mapped_column(String(64))  # webhook:<topic>, owner:cli, schedule
+    request_id: Mapped[int | None] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    counts: Mapped[dict[str, Any]] = mapped_column(Json)
 
 
 def table_of(model: type[Base]) -> Table:

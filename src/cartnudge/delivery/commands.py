@@ -1,5 +1,4 @@
-"""``cartnudge sends …`` and ``cartnudge unsubscribe``: what the sender did, and the
-owner's way to stop email to an address."""
+"""``cartnudge sends …``: what the sender did with every reminder, and why."""
 
 from __future__ import annotations
 
@@ -33,26 +32,3 @@ def sends_list(
     record = rt.shop(shop)
     with reading(rt.engine) as conn:
         emit(list_sends(conn, record.id, status=status, limit=limit))
-
-
-def unsubscribe_command(
-    email: Annotated[str, typer.Argument(help="The address to stop emailing.")],
-    shop: Annotated[str, typer.Option(help="Shop slug.")],
-) -> None:
-    """Put an address on the shop's unsubscribe list (e.g. after a reply asking to be left
-    alone): no reminder goes to it again, and queued ones are cancelled."""
-    from cartnudge.clock import system_clock
-    from cartnudge.db.session import writing
-    from cartnudge.delivery.policy import usable_address
-    from cartnudge.intake.events import email_key
-    from cartnudge.tracking.service import unsubscribe
-
-    if not usable_address(email.strip()):
-        fail(f"{email!r} is not an email address")
-    key = email_key(email)
-    assert key is not None
-    rt = runtime()
-    record = rt.shop(shop)
-    with writing(rt.engine) as conn:
-        added = unsubscribe(conn, record.id, key, system_clock(), source="owner", actor="owner:cli")
-    typer.echo(f"{record.slug}: {'unsubscribed' if added else 'already unsubscribed'}")

@@ -34,7 +34,7 @@ class Recipient:
     consent_source: str | None
     timezone: str | None  # the shopper's, when known
     shop_timezone: str
-    unsubscribed: bool
+    stopped: str | None  # why the ledger stops every reminder to the address, if it does
     # The latest reminder sent to this address about another cart of the shop, if any.
     other_cart_reminded_at: datetime | None
 
@@ -92,8 +92,8 @@ def check(r: Recipient, rules: Rules, now: datetime) -> Verdict:
         return Skip("no usable email address")
     if r.cart_status is not CartStatus.OPEN:
         return Skip(f"cart is {r.cart_status.value}")
-    if r.unsubscribed:
-        return Skip("address unsubscribed")
+    if r.stopped is not None:
+        return Skip(r.stopped)
     basis = consent_basis(r, rules.consent)
     if basis is None:
         return Skip("no consent: the shop requires opt-in and the shopper did not opt in")

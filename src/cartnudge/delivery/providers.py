@@ -124,6 +124,7 @@ class Retry:
 @dataclass(frozen=True, slots=True)
 class Failed:
     reason: str  # refused for good (5xx, bad recipient)
+    bounce: bool = False  # the address itself is bad or gone: never email it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,20 @@ class FileProvider:
 
     def close(self) -> None:
         pass
+
+
+# RFC 3463 enhanced codes about the address itself: 5.1.x (no such mailbox, bad domain,
+# moved, null MX) and 5.2.1 (mailbox disabled). Policy refusals (5.7.x) are not bounces.
+_ENHANCED = re.compile(rb"\s*5\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def _bad_address(code: int, reply: bytes) -> bool:
+    """Whether a permanent refusal of a recipient says the address is bad or gone."""
+    enhanced = _ENHANCED.match(reply)
+    if enhanced is None:  # a server without enhanced codes: 550/551/553 name the mailbox
+        return code in (550, 551, 553)
+    subject, detail = int(enhanced[1]), int(enhanced[2])
+    return subject == 1 or (subject, detail) == (2, 1)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -345,7 +360,8 @@ class SmtpProvider:
                 "to the route"
             )
         if code >= 500:
-            return Failed(f"{self._where()} refused {stage}: {text}")
+            bounce = stage == "RCPT TO" and _bad_address(code, reply)
+            return Failed(f"{self._where()} refused {stage}: {text}", bounce=bounce)
         return Retry(f"{self._where()} deferred {stage}: {text}")
 
     def _reset(self) -> None:

@@ -12,19 +12,17 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
-    exists,
     func,
     select,
     text,
     update,
 )
 
-from cartnudge.db.models import Cart, ConsentEntry, ConsentKind, Send, SendStatus, table_of
+from cartnudge.db.models import Cart, Send, SendStatus, table_of
 from cartnudge.db.types import UtcDateTime
 
 sends = table_of(Send)
 carts = table_of(Cart)
-ledger = table_of(ConsentEntry)
 
 # Statuses of a send that may have reached the shopper: do-not-disturb counts them all.
 REACHED = (SendStatus.SENDING.value, SendStatus.SENT.value, SendStatus.AMBIGUOUS.value)
@@ -77,18 +75,6 @@ _STRANDED = (
         sends.c.claimed_until <= bindparam("now", type_=UtcDateTime()),
     )
     .with_for_update(skip_locked=True)
-)
-_newer = ledger.alias("newer")
-# Each address's newest consent entry in a shop; the address is unsubscribed if it says so.
-_UNSUBSCRIBED = select(ledger.c.email_key).where(
-    ledger.c.shop_id == bindparam("shop_id"),
-    ledger.c.email_key.in_(bindparam("email_keys", expanding=True)),
-    ledger.c.kind == ConsentKind.UNSUBSCRIBE.value,
-    ~exists().where(
-        _newer.c.shop_id == ledger.c.shop_id,
-        _newer.c.email_key == ledger.c.email_key,
-        _newer.c.id > ledger.c.id,
-    ),
 )
 # The latest reminder that may have reached each address, per cart (do-not-disturb).
 _REMINDED = (
@@ -144,13 +130,6 @@ class SenderRepository:
                 ),
                 {"keys": keys},
             )
-
-    def unsubscribed(self, shop_id: int, email_keys: Iterable[str]) -> set[str]:
-        wanted = sorted(set(email_keys))
-        if not wanted:
-            return set()
-        rows = self.conn.execute(_UNSUBSCRIBED, {"shop_id": shop_id, "email_keys": wanted})
-        return set(rows.scalars())
 
     def reminded(self, shop_id: int, email_keys: Iterable[str]) -> list[Any]:
         """(email_key, cart_id, at) of the latest reminder per address and cart."""

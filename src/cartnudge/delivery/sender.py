@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from cartnudge.db.models import CartStatus, SendStatus
+from cartnudge.db.models import CartStatus, ConsentKind, SendStatus
 from cartnudge.db.session import writing
 from cartnudge.delivery.policy import (
     MAX_ATTEMPTS,
@@ -62,6 +62,8 @@ from cartnudge.delivery.repository import HELD, SenderRepository
 from cartnudge.messages.compose import Draft, Line, compose
 from cartnudge.messages.service import voice_of
 from cartnudge.messages.voice import Voice
+from cartnudge.privacy.consent import STOP_REASONS, stopped
+from cartnudge.privacy.ledger_repository import LedgerRepository
 from cartnudge.shops.repository import ShopRecord, ShopRepository
 from cartnudge.timing.service import rules_of
 from cartnudge.tracking.policy import landing_url
@@ -72,6 +74,7 @@ log = logging.getLogger(__name__)
 BATCH = 200  # sends per claim: a batch is delivered before the next is claimed
 LEASE = timedelta(seconds=60)  # a stopped worker's sends are settled within this
 HEARTBEAT_S = 15.0  # record outcomes and renew the lease this often while delivering
+BOUNCE_SOURCE = "smtp"  # the ledger source of a recipient refused for good
 HOLD_FOR = timedelta(minutes=15)  # a held send is looked at again after this
 # Providers that can take the same email twice without the shopper getting two.
 _RESEND_SAFE = {p.name for p in (FileProvider, SmtpProvider) if p.resend_safe}
@@ -244,7 +247,7 @@ def claim_batch(
     shops = ShopRepository(conn).by_ids(shop_ids)
     rules = rules_of(conn, shop_ids)
     voices = voice_of(conn, shop_ids)
-    unsubscribed, reminded = _address_facts(repo, due)
+    stops, reminded = _address_facts(repo, due)
 
     updates: list[dict[str, Any]] = []
     outgoing: list[Outgoing] = []
@@ -263,7 +266,7 @@ def claim_batch(
             consent_source=row.consent_source,
             timezone=row.timezone,
             shop_timezone=shop.timezone,
-            unsubscribed=row.email_key in unsubscribed.get(row.shop_id, ()),
+            stopped=_stop_reason(stops.get(row.shop_id, {}).get(row.email_key or "")),
             other_cart_reminded_at=max(others, default=None),
         )
         shop_rules = rules[row.shop_id].rules
@@ -312,10 +315,14 @@ def claim_batch(
     return outgoing
 
 
+def _stop_reason(kind: ConsentKind | None) -> str | None:
+    return STOP_REASONS[kind] if kind is not None else None
+
+
 def _address_facts(
     repo: SenderRepository, due: list[Any]
-) -> tuple[dict[int, set[str]], dict[tuple[int, str], dict[int, datetime]]]:
-    """Per shop, the batch's unsubscribed addresses; per address, the latest reminder per
+) -> tuple[dict[int, dict[str, ConsentKind]], dict[tuple[int, str], dict[int, datetime]]]:
+    """Per shop, the batch's stopped addresses and why; per address, the latest reminder per
     cart that may have reached it. The caller adds this batch's own sends to the latter
     as they pass, so two carts of one address in one batch get one reminder."""
     addresses: dict[int, set[str]] = defaultdict(set)
@@ -323,12 +330,12 @@ def _address_facts(
         if row.email_key:
             addresses[row.shop_id].add(row.email_key)
     repo.lock_addresses((s, email) for s, keys in addresses.items() for email in keys)
-    unsubscribed = {s: repo.unsubscribed(s, keys) for s, keys in addresses.items()}
+    stops = {s: stopped(repo.conn, s, keys) for s, keys in addresses.items()}
     reminded: dict[tuple[int, str], dict[int, datetime]] = defaultdict(dict)
     for shop_id, keys in addresses.items():
         for r in repo.reminded(shop_id, keys):
             reminded[(shop_id, r.email_key)][r.cart_id] = r.at
-    return unsubscribed, reminded
+    return stops, reminded
 
 
 def _deliver(
@@ -351,6 +358,7 @@ def _deliver(
         providers.pool.submit(_deliver_lane, providers.provider(route, lane), items, clock, results)
     waiting = {item.send_id for item in outgoing}
     done: list[dict[str, Any]] = []
+    bounced: list[int] = []
     last_flush = time.monotonic()
     while waiting:
         try:
@@ -360,11 +368,13 @@ def _deliver(
         else:
             waiting.discard(handed.item.send_id)
             done.append(_outcome_row(handed, report, rng))
+            if isinstance(handed.outcome, Failed) and handed.outcome.bounce:
+                bounced.append(handed.item.send_id)
         if waiting and time.monotonic() - last_flush > HEARTBEAT_S:
-            _record(engine, done, sorted(waiting), clock() + LEASE)
-            done = []
+            _record(engine, clock(), done, bounced, sorted(waiting))
+            done, bounced = [], []
             last_flush = time.monotonic()
-    _record(engine, done, [], None)
+    _record(engine, clock(), done, bounced, [])
 
 
 def _deliver_lane(
@@ -393,13 +403,19 @@ def _deliver_lane(
 
 
 def _record(
-    engine: Engine, done: list[dict[str, Any]], waiting: list[int], until: datetime | None
+    engine: Engine,
+    now: datetime,
+    done: list[dict[str, Any]],
+    bounced: list[int],
+    waiting: list[int],
 ) -> None:
+    """Outcomes so far, a bounce entry in the ledger for each address refused for good,
+    and a renewed lease for the sends still in the lanes."""
     with writing(engine) as conn:
         repo = SenderRepository(conn)
         repo.update(done)
-        if until is not None:
-            repo.extend_lease(waiting, until)
+        LedgerRepository(conn).record_bounces(bounced, now, source=BOUNCE_SOURCE)
+        repo.extend_lease(waiting, now + LEASE)
 
 
 def _outcome_row(handed: Handed, report: SendReport, rng: random.Random) -> dict[str, Any]:

@@ -100,12 +100,40 @@ def shop_set(
     address: AddressOption = None,
     mail: MailOption = None,
     locale: LocaleOption = None,
+    keep_payloads: Annotated[
+        str | None, typer.Option(help="Keep raw webhook bodies this long (default 7d).")
+    ] = None,
+    keep_decisions: Annotated[
+        str | None,
+        typer.Option(help="Keep the facts each decision read this long (default 30d)."),
+    ] = None,
+    keep_closed_pii: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep shoppers' personal data on carts no longer open this long after their "
+            "last activity (default 180d)."
+        ),
+    ] = None,
 ) -> None:
-    """Change how the shop's reminders are sent; print the shop. Sends held for want of a
-    sender identity go out on the next pass once it is complete."""
+    """Change how the shop's reminders are sent and how long its data is kept; print the
+    shop. Sends held for want of a sender identity go out on the next pass once it is
+    complete."""
     from cartnudge.db.session import writing
-    from cartnudge.shops.service import ShopError, describe, set_shop
+    from cartnudge.durations import DurationError, parse_duration
+    from cartnudge.shops.service import KEEP_OPTIONS, ShopError, describe, set_shop
 
+    given = {
+        "keep_payloads_s": keep_payloads,
+        "keep_decisions_s": keep_decisions,
+        "keep_closed_pii_s": keep_closed_pii,
+    }
+    keep = {}
+    for column, value in given.items():
+        if value is not None:
+            try:
+                keep[column] = parse_duration(value)
+            except DurationError as exc:
+                fail(f"{KEEP_OPTIONS[column]}: {exc}")
     rt = runtime()
     try:
         with writing(rt.engine) as conn:
@@ -117,6 +145,7 @@ def shop_set(
                 postal_address=address,
                 mail_url=mail,
                 locale=locale,
+                keep=keep,
             )
     except ShopError as exc:
         fail(str(exc))

@@ -36,6 +36,9 @@ class ShopRecord:
     postal_address: str | None = None
     mail_url: str | None = None
     locale: str = "en"
+    keep_payloads_s: int = 7 * 86400
+    keep_decisions_s: int = 30 * 86400
+    keep_closed_pii_s: int = 180 * 86400
 
     @property
     def sender(self) -> str | None:
@@ -64,6 +67,9 @@ class ShopRecord:
             postal_address=row.postal_address,
             mail_url=row.mail_url,
             locale=row.locale,
+            keep_payloads_s=row.keep_payloads_s,
+            keep_decisions_s=row.keep_decisions_s,
+            keep_closed_pii_s=row.keep_closed_pii_s,
         )
 
 

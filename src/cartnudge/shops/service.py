@@ -27,6 +27,14 @@ MAX_ORDER_MATCH_WINDOW = timedelta(days=90)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SHOPIFY_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
+# Retention settings (``keep_*``): at least a day, so a dead letter can still be replayed
+# and a decision explained the next morning; at most ten years.
+MIN_KEEP, MAX_KEEP = timedelta(days=1), timedelta(days=3650)
+KEEP_OPTIONS = {
+    "keep_payloads_s": "--keep-payloads",
+    "keep_decisions_s": "--keep-decisions",
+    "keep_closed_pii_s": "--keep-closed-pii",
+}
 
 
 class ShopError(ValueError):
@@ -113,18 +121,22 @@ def set_shop(
     postal_address: str | None = None,
     mail_url: str | None = None,
     locale: str | None = None,
+    keep: dict[str, timedelta] | None = None,
     actor: str = "owner:cli",
 ) -> ShopRecord:
-    """Change how a shop's reminders are sent: who they come from, the postal address
-    they carry, the mail route, the fallback locale. Only the given settings change. Sends
-    held for want of a sender identity become due at once when it is complete."""
+    """Change how a shop's reminders are sent (who they come from, the postal address
+    they carry, the mail route, the fallback locale) and how long its data is kept
+    (``keep``, by column name). Only the given settings change. Sends held for want of a
+    sender identity become due at once when it is complete."""
     repo = ShopRepository(conn)
     shop = repo.by_slug(slug)
     if shop is None:
         raise ShopError(f"no shop {slug!r}")
-    changes = _identity(sender, postal_address, mail_url, locale)
+    changes = {**_identity(sender, postal_address, mail_url, locale), **_retention(keep or {})}
     if not changes:
-        raise ShopError("nothing to change: give --sender, --address, --mail or --locale")
+        raise ShopError(
+            "nothing to change: give --sender, --address, --mail, --locale or a --keep-… option"
+        )
     before = {k: getattr(shop, k) for k in changes}
     repo.update(shop.id, changes)
     updated = repo.by_id(shop.id)
@@ -218,6 +230,16 @@ def rotate_storefront_secret(conn: Connection, slug: str, *, finish: bool) -> Sh
     return updated
 
 
+def _retention(keep: dict[str, timedelta]) -> dict[str, int]:
+    changes = {}
+    for column, value in keep.items():
+        option = KEEP_OPTIONS[column]
+        if not MIN_KEEP <= value <= MAX_KEEP:
+            raise ShopError(f"{option}: keep at least 1 day and at most 3650 days")
+        changes[column] = int(value.total_seconds())
+    return changes
+
+
 def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) -> dict[str, Any]:
     """The shop as its owner needs it: where to point each source, and with which secret."""
     base = public_url.rstrip("/")
@@ -241,6 +263,11 @@ def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) ->
             "mail": parse_mail_url(shop.mail_url).redacted(),
             "locale": shop.locale,
             "ready": shop.sender is not None and bool(shop.postal_address),
+        },
+        "retention": {
+            "raw_payloads": format_duration(timedelta(seconds=shop.keep_payloads_s)),
+            "decision_inputs": format_duration(timedelta(seconds=shop.keep_decisions_s)),
+            "closed_cart_personal_data": format_duration(timedelta(seconds=shop.keep_closed_pii_s)),
         },
         "webhooks": {
             "shopify": {

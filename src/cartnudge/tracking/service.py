@@ -8,9 +8,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from cartnudge.carts.repository import CartRepository
 from cartnudge.db.models import ConsentKind
-from cartnudge.delivery.repository import SenderRepository
+from cartnudge.privacy.consent import stop, stopped
 from cartnudge.tracking.policy import landing_url
 from cartnudge.tracking.repository import TrackingRepository
 from cartnudge.tracking.tokens import Purpose, send_of, verify
@@ -52,8 +51,8 @@ def click(conn: Connection, link: Link, now: datetime) -> str | None:
 
 
 def is_unsubscribed(conn: Connection, shop_id: int, email_key: str) -> bool:
-    state = TrackingRepository(conn).consent_state(shop_id, email_key)
-    return state == ConsentKind.UNSUBSCRIBE.value
+    """Whether the address gets no more reminders (unsubscribed, complained or bounced)."""
+    return bool(stopped(conn, shop_id, [email_key]))
 
 
 def unsubscribe(
@@ -69,35 +68,13 @@ def unsubscribe(
     """Put the address on the shop's unsubscribe list: a ledger entry, pending reminders
     to it cancelled, an audit row. Idempotent: ``False`` (and nothing written) when the
     address is already unsubscribed."""
-    repo = TrackingRepository(conn)
-    if repo.consent_state(shop_id, email_key) == ConsentKind.UNSUBSCRIBE.value:
-        return False
-    repo.add_consent(
-        {
-            "shop_id": shop_id,
-            "email_key": email_key,
-            "kind": ConsentKind.UNSUBSCRIBE.value,
-            "source": source,
-            "send_id": send_id,
-            "at": now,
-        }
+    return stop(
+        conn,
+        shop_id,
+        email_key,
+        now,
+        kind=ConsentKind.UNSUBSCRIBE,
+        source=source,
+        actor=actor,
+        send_id=send_id,
     )
-    cancelled = SenderRepository(conn).cancel_pending(
-        now, "address unsubscribed", shop_id=shop_id, email_key=email_key
-    )
-    # The audit row names the send, never the address (logs and audits carry no PII).
-    CartRepository(conn).audit_many(
-        [
-            {
-                "shop_id": shop_id,
-                "cart_id": None,
-                "at": now,
-                "actor": actor,
-                "action": "consent:unsubscribe",
-                "reason": source,
-                "before": None,
-                "after": {"send_id": send_id, "cancelled_sends": cancelled},
-            }
-        ]
-    )
-    return True

@@ -1,0 +1,1 @@
+"""Privacy: the consent ledger, data requests, erasure, retention and data keys."""
