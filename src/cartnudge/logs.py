@@ -159,6 +159,9 @@ def logging_config(level: str | int) -> dict[str, Any]:
             "uvicorn.error": dict(inherit),
             "uvicorn.access": {**inherit, "filters": ["accepted_webhooks"]},
             "alembic": {"level": max(level_no, logging.WARNING)},
+            # One INFO line per request from `events send-example` and `reconcile` would
+            # only repeat what the command prints.
+            "httpx": {"level": max(level_no, logging.WARNING)},
         },
     }
 

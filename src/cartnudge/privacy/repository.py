@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, or_, select, update
+from sqlalchemy import Connection, Table, and_, delete, func, or_, select, update
 
 from cartnudge.db.models import (
     AuditEntry,
@@ -46,12 +46,33 @@ _PENDING_BODIES = select(requests.c.inbox_event_id).where(
 )
 
 
-def _holding_pii() -> Any:
-    return or_(
-        carts.c.email.is_not(None),
-        carts.c.first_name.is_not(None),
-        carts.c.return_url.is_not(None),
-    )
+# What retention clears, by kind: the table, the age that counts, and "still kept".
+_EXPIRING: dict[str, tuple[Table, Any, Any]] = {
+    "payloads": (
+        inbox,
+        inbox.c.received_at,
+        and_(inbox.c.payload.is_not(None), inbox.c.id.not_in(_PENDING_BODIES)),
+    ),
+    "decision_inputs": (
+        audit,
+        audit.c.at,
+        or_(audit.c.before.is_not(None), audit.c.after.is_not(None)),
+    ),
+    # Carts no longer open, idle since the cutoff, still holding the shopper's details.
+    "closed_carts": (
+        carts,
+        carts.c.last_activity_at,
+        and_(
+            carts.c.status.in_(CLOSED),
+            or_(
+                carts.c.email.is_not(None),
+                carts.c.first_name.is_not(None),
+                carts.c.return_url.is_not(None),
+            ),
+        ),
+    ),
+    "orders": (orders, orders.c.placed_at, orders.c.email_key.is_not(None)),
+}
 
 
 class PrivacyRepository:
@@ -186,69 +207,18 @@ class PrivacyRepository:
 
     # --- retention ---------------------------------------------------------------------
 
-    def expired_payloads(self, shop_id: int, before: datetime, limit: int) -> list[int]:
-        stmt = (
-            select(inbox.c.id)
-            .where(
-                inbox.c.shop_id == shop_id,
-                inbox.c.payload.is_not(None),
-                inbox.c.received_at < before,
-                inbox.c.id.not_in(_PENDING_BODIES),
-            )
-            .limit(limit)
-        )
-        return list(self.conn.execute(stmt).scalars())
-
-    def expired_inputs(self, shop_id: int, before: datetime, limit: int) -> list[int]:
-        stmt = (
-            select(audit.c.id)
-            .where(
-                audit.c.shop_id == shop_id,
-                audit.c.at < before,
-                or_(audit.c.before.is_not(None), audit.c.after.is_not(None)),
-            )
-            .limit(limit)
-        )
-        return list(self.conn.execute(stmt).scalars())
+    def expired(self, kind: str, shop_id: int, before: datetime, limit: int) -> list[int]:
+        """Ids of rows whose ``kind`` of data (see ``_EXPIRING``) is still kept and older
+        than ``before``."""
+        table, age, kept = _EXPIRING[kind]
+        stmt = select(table.c.id).where(table.c.shop_id == shop_id, age < before, kept)
+        return list(self.conn.execute(stmt.limit(limit)).scalars())
 
     def clear_inputs(self, audit_ids: Sequence[int]) -> int:
         stmt = update(audit).where(audit.c.id.in_(audit_ids)).values(before=None, after=None)
         return self.conn.execute(stmt).rowcount or 0
 
-    def expired_closed_carts(self, shop_id: int, before: datetime, limit: int) -> list[int]:
-        """Carts no longer open, idle since before the cutoff, still holding personal data."""
-        stmt = (
-            select(carts.c.id)
-            .where(
-                carts.c.shop_id == shop_id,
-                carts.c.status.in_(CLOSED),
-                carts.c.last_activity_at < before,
-                _holding_pii(),
-            )
-            .limit(limit)
-        )
-        return list(self.conn.execute(stmt).scalars())
-
-    def expired_orders(self, shop_id: int, before: datetime, limit: int) -> list[int]:
-        stmt = (
-            select(orders.c.id)
-            .where(
-                orders.c.shop_id == shop_id,
-                orders.c.placed_at < before,
-                orders.c.email_key.is_not(None),
-            )
-            .limit(limit)
-        )
-        return list(self.conn.execute(stmt).scalars())
-
     # --- requests and the log ----------------------------------------------------------
-
-    def add_request(self, values: dict[str, Any]) -> int:
-        return int(
-            self.conn.execute(
-                requests.insert().values(**values).returning(requests.c.id)
-            ).scalar_one()
-        )
 
     def claim_request(self, after_id: int) -> Any | None:
         """The oldest request not done after ``after_id``, with its body, locked for this

@@ -67,19 +67,19 @@ def enforce_shop(
     counts: Counter[str] = Counter()
 
     def payloads(repo: PrivacyRepository) -> int:
-        ids = repo.expired_payloads(shop.id, cut.payloads, CHUNK)
+        ids = repo.expired("payloads", shop.id, cut.payloads, CHUNK)
         return repo.clear_events(ids, []) if ids else 0
 
     def inputs(repo: PrivacyRepository) -> int:
-        ids = repo.expired_inputs(shop.id, cut.decisions, CHUNK)
+        ids = repo.expired("decision_inputs", shop.id, cut.decisions, CHUNK)
         return repo.clear_inputs(ids) if ids else 0
 
     def orders(repo: PrivacyRepository) -> int:
-        ids = repo.expired_orders(shop.id, cut.closed_pii, CHUNK)
+        ids = repo.expired("orders", shop.id, cut.closed_pii, CHUNK)
         return repo.clear_orders(ids)
 
     def closed_carts(repo: PrivacyRepository) -> int:
-        ids = repo.expired_closed_carts(shop.id, cut.closed_pii, CART_CHUNK)
+        ids = repo.expired("closed_carts", shop.id, cut.closed_pii, CART_CHUNK)
         if not ids:
             return 0
         scrubbed = scrub_carts(repo, shop, ids, [], now, files)
