@@ -18,11 +18,12 @@ from cartnudge.cli_support import close_runtimes
 from cartnudge.db.models import AuditEntry, ShopDocument, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.messages.commands import voice_app
-from cartnudge.messages.service import rollback_voice, set_voice, voice_history, voice_of
+from cartnudge.messages.service import VOICE, voice_of
 from cartnudge.messages.voice import DEFAULT_DOCUMENT, VoiceError
 from cartnudge.shops.repository import ShopRecord
+from cartnudge.shops.versioned import document_history, rollback_document, set_document
 from cartnudge.timing.rules import DEFAULT_DOCUMENT as DEFAULT_RULES
-from cartnudge.timing.service import rules_of, set_rules
+from cartnudge.timing.service import RULES, rules_of
 from tests.conftest import T0
 
 WARMER = DEFAULT_DOCUMENT.replace(
@@ -47,9 +48,9 @@ def test_set_stores_a_new_version_audited_and_unchanged_text_stores_nothing(
 ) -> None:
     with writing(engine) as conn:
         assert voice_of(conn, [shop.id])[shop.id].version == 0
-        current, changed = set_voice(conn, shop, WARMER, T0, note="warmer")
+        current, changed = set_document(conn, VOICE, shop, WARMER, T0, note="warmer")
         assert (current.version, changed, current.body) == (1, True, WARMER)
-        again, changed = set_voice(conn, shop, WARMER, T0)
+        again, changed = set_document(conn, VOICE, shop, WARMER, T0)
         assert (again.version, changed) == (1, False)
 
     assert versions(engine, shop.id) == [1]
@@ -67,10 +68,10 @@ def test_set_stores_a_new_version_audited_and_unchanged_text_stores_nothing(
 
 def test_the_current_voice_is_what_composing_uses(engine: Engine, shop: ShopRecord) -> None:
     with writing(engine) as conn:
-        set_voice(conn, shop, WARMER, T0)
+        set_document(conn, VOICE, shop, WARMER, T0)
         current = voice_of(conn, [shop.id])[shop.id]
 
-    wording = current.voice.render(
+    wording = current.value.render(
         "first", shop_name="Tea House", first_name="Ana", item_count=1, total="", step=1
     )
     assert wording.subject == "Hi Ana, your cart at Tea House misses you"
@@ -80,10 +81,10 @@ def test_an_invalid_document_is_refused_and_nothing_is_stored(
     engine: Engine, shop: ShopRecord
 ) -> None:
     with writing(engine) as conn:
-        set_voice(conn, shop, WARMER, T0)
+        set_document(conn, VOICE, shop, WARMER, T0)
     problem = re.escape("last.subject: unknown variable 'frist_name'")
     with pytest.raises(VoiceError, match=problem), writing(engine) as conn:
-        set_voice(conn, shop, TYPO, T0)
+        set_document(conn, VOICE, shop, TYPO, T0)
 
     assert versions(engine, shop.id) == [1]
     with reading(engine) as conn:
@@ -92,10 +93,10 @@ def test_an_invalid_document_is_refused_and_nothing_is_stored(
 
 def test_rollback_is_a_new_version_with_the_old_text(engine: Engine, shop: ShopRecord) -> None:
     with writing(engine) as conn:
-        set_voice(conn, shop, WARMER, T0)
-        current, changed = rollback_voice(conn, shop, 0, T0)
+        set_document(conn, VOICE, shop, WARMER, T0)
+        current, changed = rollback_document(conn, VOICE, shop, 0, T0)
         assert (current.version, changed, current.body) == (2, True, DEFAULT_DOCUMENT)
-        history = voice_history(conn, shop.id)
+        history = document_history(conn, VOICE, shop.id)
 
     assert [(v.version, v.actor, v.note) for v in history] == [
         (0, "default", "built-in default"),
@@ -109,15 +110,15 @@ def test_each_shop_has_its_own_voice_and_the_voice_is_apart_from_the_rules(
 ) -> None:
     other = make_shop()
     with writing(engine) as conn:
-        set_voice(conn, shop, WARMER, T0)
-        set_rules(conn, shop, DEFAULT_RULES.replace("steps: 2", "steps: 1"), T0)
-        set_voice(conn, shop, DEFAULT_DOCUMENT, T0)
+        set_document(conn, VOICE, shop, WARMER, T0)
+        set_document(conn, RULES, shop, DEFAULT_RULES.replace("steps: 2", "steps: 1"), T0)
+        set_document(conn, VOICE, shop, DEFAULT_DOCUMENT, T0)
         voices = voice_of(conn, [shop.id, other.id])
         rules = rules_of(conn, [shop.id, other.id])
 
     assert {shop_id: v.version for shop_id, v in voices.items()} == {shop.id: 2, other.id: 0}
     assert rules[shop.id].version == 1
-    assert rules[shop.id].rules.steps == 1
+    assert rules[shop.id].value.steps == 1
     assert versions(engine, shop.id, "rules") == [1]
 
 

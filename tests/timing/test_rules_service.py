@@ -15,8 +15,9 @@ from cartnudge.db.models import AuditEntry, ShopDocument, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.examples import storefront_event
 from cartnudge.shops.repository import ShopRecord
+from cartnudge.shops.versioned import document_history, rollback_document, set_document
 from cartnudge.timing.rules import DEFAULT_DOCUMENT, RulesError
-from cartnudge.timing.service import rollback_rules, rules_history, rules_of, set_rules
+from cartnudge.timing.service import RULES, rules_of
 from tests.conftest import T0
 from tests.intake.helpers import carts, post_storefront
 from tests.test_cli import cli  # noqa: F401 - the fixture
@@ -35,9 +36,9 @@ def test_set_stores_a_new_version_and_unchanged_text_stores_nothing(
 ) -> None:
     with writing(engine) as conn:
         assert rules_of(conn, [shop.id])[shop.id].version == 0
-        current, changed = set_rules(conn, shop, FAST, T0, note="faster")
+        current, changed = set_document(conn, RULES, shop, FAST, T0, note="faster")
         assert (current.version, changed) == (1, True)
-        again, changed = set_rules(conn, shop, FAST, T0)
+        again, changed = set_document(conn, RULES, shop, FAST, T0)
         assert (again.version, changed) == (1, False)
 
     assert versions(engine, shop.id) == [1]
@@ -53,19 +54,19 @@ def test_set_stores_a_new_version_and_unchanged_text_stores_nothing(
 
 def test_an_invalid_document_changes_nothing(engine: Engine, shop: ShopRecord) -> None:
     with writing(engine) as conn:
-        set_rules(conn, shop, FAST, T0)
+        set_document(conn, RULES, shop, FAST, T0)
     with pytest.raises(RulesError), writing(engine) as conn:
-        set_rules(conn, shop, FAST.replace("steps: 2", "steps: 9"), T0)
+        set_document(conn, RULES, shop, FAST.replace("steps: 2", "steps: 9"), T0)
 
     assert versions(engine, shop.id) == [1]
 
 
 def test_rollback_is_a_new_version_with_the_old_text(engine: Engine, shop: ShopRecord) -> None:
     with writing(engine) as conn:
-        set_rules(conn, shop, FAST, T0)
-        current, changed = rollback_rules(conn, shop, 0, T0)
+        set_document(conn, RULES, shop, FAST, T0)
+        current, changed = rollback_document(conn, RULES, shop, 0, T0)
         assert (current.version, changed, current.body) == (2, True, DEFAULT_DOCUMENT)
-        history = rules_history(conn, shop.id)
+        history = document_history(conn, RULES, shop.id)
 
     assert [(v.version, v.note) for v in history] == [
         (0, "built-in default"),
@@ -84,7 +85,7 @@ def test_new_carts_are_timed_by_the_shops_rules_and_open_carts_follow_a_change(
     assert cart.next_wake_at == T0 + timedelta(hours=2)
 
     with writing(engine) as conn:
-        set_rules(conn, shop, FAST, T0)
+        set_document(conn, RULES, shop, FAST, T0)
     [cart] = carts(engine, shop.id)
     assert cart.next_wake_at == T0 + timedelta(minutes=30)
 

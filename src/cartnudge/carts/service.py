@@ -161,7 +161,7 @@ class _Batch:
         state, matched = _buy_by_email(state, candidates, shop)
         self.email_matches += [(order_id, index) for order_id in matched]
         stored = present[0] if present else None
-        rules = self.rules[shop.id].rules
+        rules = self.rules[shop.id].value
         values = {
             **state.as_row(),
             "next_wake_at": _wake(state, shop, rules, stored),

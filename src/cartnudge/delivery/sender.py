@@ -269,7 +269,7 @@ def claim_batch(
             stopped=_stop_reason(stops.get(row.shop_id, {}).get(row.email_key or "")),
             other_cart_reminded_at=max(others, default=None),
         )
-        shop_rules = rules[row.shop_id].rules
+        shop_rules = rules[row.shop_id].value
         verdict = check(recipient, shop_rules, now)
         if isinstance(verdict, Skip):
             updates.append(_row(row.id, now, status=SendStatus.SKIPPED, reason=verdict.reason))
@@ -305,7 +305,7 @@ def claim_batch(
                     row.attempts + 1,
                     route,
                     draft,
-                    voice.voice,
+                    voice.value,
                     shop.sender_email,
                     wire_address(row.email),
                 )

@@ -53,13 +53,13 @@ def voice_preview(
     record = rt.shop(shop)
     with reading(rt.engine) as conn:
         current = voice_of(conn, [record.id])[record.id]
-        steps = rules_of(conn, [record.id])[record.id].rules.steps
+        steps = rules_of(conn, [record.id])[record.id].value.steps
     if not 1 <= step <= steps:
         fail(f"--step: the shop's rules send {steps} reminder(s); choose 1 to {steps}")
     draft = preview_draft(
         record, step=step, steps=steps, saved=saved, public_url=rt.settings.public_url
     )
-    composed = compose(draft, current.voice)
+    composed = compose(draft, current.value)
     label = " (built-in default)" if current.version == 0 else ""
     typer.echo(
         f"# {record.slug}: voice version {current.version}{label}, variant {composed.variant}, "

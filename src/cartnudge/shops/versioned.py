@@ -95,8 +95,8 @@ def set_document(
     text: str,
     now: datetime,
     *,
-    actor: str,
-    note: str | None,
+    actor: str = "owner:cli",
+    note: str | None = None,
 ) -> tuple[Current[T], bool]:
     """Validate and store ``text`` as the newest version; ``kind.error`` if it is not
     valid (nothing stored). Returns the current document and whether it changed."""
@@ -133,7 +133,7 @@ def rollback_document(
     version: int,
     now: datetime,
     *,
-    actor: str,
+    actor: str = "owner:cli",
 ) -> tuple[Current[T], bool]:
     """Make an earlier version current again, as a new version (history only grows)."""
     doc = document_version(conn, kind, shop.id, version)

@@ -1,25 +1,15 @@
-"""Rules use cases: read a shop's rules, set a new version, roll back, and move the open
-carts' timers to what the new rules say. The caller commits. The versioning itself is
-shared with every shop document (``cartnudge.shops.versioned``)."""
+"""Rules as a shop document: read a shop's rules, and move the open carts' timers to what
+new rules say. Setting, rolling back and the history are shared with every shop document
+(``cartnudge.shops.versioned`` with ``RULES``). The caller commits."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import Connection
 
-from cartnudge.shops.documents import DocumentVersion
 from cartnudge.shops.repository import ShopRecord
-from cartnudge.shops.versioned import (
-    Current,
-    DocumentKind,
-    current_documents,
-    document_history,
-    rollback_document,
-    set_document,
-)
+from cartnudge.shops.versioned import Current, DocumentKind, current_documents
 from cartnudge.timing.policy import CartClock, next_due
 from cartnudge.timing.repository import WaiterRepository
 from cartnudge.timing.rules import (
@@ -30,17 +20,6 @@ from cartnudge.timing.rules import (
     cached_rules,
     parse_rules,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ShopRules:
-    version: int  # 0: the built-in default
-    rules: Rules
-    body: str
-
-    @classmethod
-    def of(cls, current: Current[Rules]) -> ShopRules:
-        return cls(current.version, current.value, current.body)
 
 
 def reschedule_open_carts(conn: Connection, shop: ShopRecord, rules: Rules) -> int:
@@ -66,37 +45,7 @@ RULES = DocumentKind(
 )
 
 
-def rules_of(conn: Connection, shop_ids: Iterable[int]) -> dict[int, ShopRules]:
-    """Each shop's current rules (one query for any number of shops)."""
-    return {
-        shop_id: ShopRules.of(current)
-        for shop_id, current in current_documents(conn, RULES, shop_ids).items()
-    }
-
-
-def rules_history(conn: Connection, shop_id: int) -> list[DocumentVersion]:
-    return document_history(conn, RULES, shop_id)
-
-
-def set_rules(
-    conn: Connection,
-    shop: ShopRecord,
-    text: str,
-    now: datetime,
-    *,
-    actor: str = "owner:cli",
-    note: str | None = None,
-) -> tuple[ShopRules, bool]:
-    """Validate and store ``text`` as the newest version; ``RulesError`` if it is not
-    valid (nothing stored). Open carts' timers move to what the new rules say. Returns the
-    current rules and whether they changed."""
-    current, changed = set_document(conn, RULES, shop, text, now, actor=actor, note=note)
-    return ShopRules.of(current), changed
-
-
-def rollback_rules(
-    conn: Connection, shop: ShopRecord, version: int, now: datetime, *, actor: str = "owner:cli"
-) -> tuple[ShopRules, bool]:
-    """Make an earlier version current again, as a new version (history only grows)."""
-    current, changed = rollback_document(conn, RULES, shop, version, now, actor=actor)
-    return ShopRules.of(current), changed
+def rules_of(conn: Connection, shop_ids: Iterable[int]) -> dict[int, Current[Rules]]:
+    """Each shop's current rules (one query for any number of shops); set, roll back and
+    list them with ``cartnudge.shops.versioned`` and ``RULES``."""
+    return current_documents(conn, RULES, shop_ids)

@@ -59,7 +59,7 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
     for row in due:
         shop_rules = rules[row.shop_id]
         cart = CartClock.from_row(row)
-        move = decide(cart, shop_rules.rules, now)
+        move = decide(cart, shop_rules.value, now)
         if isinstance(move, Wait):
             wakes.append({"_cart_id": row.id, "_wake": move.until})
             report.moves["rescheduled"] += 1
@@ -70,7 +70,7 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
                     "_cart_id": row.id,
                     "_step": move.step,
                     "_at": now,
-                    "_wake": next_due(after, shop_rules.rules),
+                    "_wake": next_due(after, shop_rules.value),
                 }
             )
             queued.append(
