@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from cartnudge.db.session import writing
+from cartnudge.db.session import reading, writing
 from cartnudge.privacy.files import PrivacyFiles
 from cartnudge.privacy.repository import PrivacyRepository
 from cartnudge.privacy.service import scrub_carts
@@ -47,7 +47,7 @@ class Cutoffs:
 
 def enforce(engine: Engine, now: datetime, files: PrivacyFiles) -> dict[str, int]:
     """Apply every shop's retention as of ``now``; what was removed, in counts."""
-    with writing(engine) as conn:
+    with reading(engine) as conn:
         shops = ShopRepository(conn).all()
     total: Counter[str] = Counter()
     for shop in shops:
@@ -66,40 +66,46 @@ def enforce_shop(
     cut = Cutoffs.of(shop, now)
     counts: Counter[str] = Counter()
 
-    def payloads(repo: PrivacyRepository) -> int:
-        ids = repo.expired("payloads", shop.id, cut.payloads, CHUNK)
-        return repo.clear_events(ids, []) if ids else 0
+    def expired(kind: str, before: datetime, limit: int = CHUNK) -> Find:
+        return lambda repo: repo.expired(kind, shop.id, before, limit)
 
-    def inputs(repo: PrivacyRepository) -> int:
-        ids = repo.expired("decision_inputs", shop.id, cut.decisions, CHUNK)
-        return repo.clear_inputs(ids) if ids else 0
-
-    def orders(repo: PrivacyRepository) -> int:
-        ids = repo.expired("orders", shop.id, cut.closed_pii, CHUNK)
-        return repo.clear_orders(ids)
-
-    def closed_carts(repo: PrivacyRepository) -> int:
-        ids = repo.expired("closed_carts", shop.id, cut.closed_pii, CART_CHUNK)
-        if not ids:
-            return 0
+    def closed_carts(repo: PrivacyRepository, ids: list[int]) -> int:
         scrubbed = scrub_carts(repo, shop, ids, [], now, files)
         counts["events"] += scrubbed["events"]
         counts["email_files"] += scrubbed["email_files"]
         return scrubbed["carts"]
 
-    counts["payloads"] = _until_done(engine, payloads)
-    counts["decision_inputs"] = _until_done(engine, inputs)
-    counts["closed_carts"] = _until_done(engine, closed_carts)
-    counts["orders"] = _until_done(engine, orders)
+    counts["payloads"] = _until_done(
+        engine, expired("payloads", cut.payloads), lambda r, ids: r.clear_events(ids, [])
+    )
+    counts["decision_inputs"] = _until_done(
+        engine, expired("decision_inputs", cut.decisions), PrivacyRepository.clear_inputs
+    )
+    counts["closed_carts"] = _until_done(
+        engine, expired("closed_carts", cut.closed_pii, CART_CHUNK), closed_carts
+    )
+    counts["orders"] = _until_done(
+        engine, expired("orders", cut.closed_pii), PrivacyRepository.clear_orders
+    )
     return dict(counts)
 
 
-def _until_done(engine: Engine, step: Callable[[PrivacyRepository], int]) -> int:
-    """Run ``step`` one transaction at a time until it finds nothing more to do."""
+Find = Callable[[PrivacyRepository], list[int]]
+
+
+def _until_done(
+    engine: Engine, find: Find, clear: Callable[[PrivacyRepository, list[int]], int]
+) -> int:
+    """Find expired rows in a read, and clear them in a short write, until none are left.
+    A shop with nothing expired never takes the write lock (SQLite has only one)."""
     done = 0
     while True:
-        with writing(engine) as conn:
-            changed = step(PrivacyRepository(conn))
-        done += changed
-        if changed == 0:
+        with reading(engine) as conn:
+            ids = find(PrivacyRepository(conn))
+        if not ids:
             return done
+        with writing(engine) as conn:
+            changed = clear(PrivacyRepository(conn), ids)
+        if changed == 0:  # another worker cleared them first
+            return done
+        done += changed

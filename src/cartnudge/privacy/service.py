@@ -19,18 +19,7 @@ from sqlalchemy import Connection, Table
 
 from cartnudge.carts.queries import show_cart
 from cartnudge.carts.repository import CartRepository
-from cartnudge.db.models import (
-    AuditEntry,
-    Cart,
-    Click,
-    ConsentEntry,
-    InboxEvent,
-    Order,
-    PrivacyRequest,
-    Send,
-    ShopDocument,
-    table_of,
-)
+from cartnudge.db.models import Base, PrivacyLogEntry
 from cartnudge.privacy.consent import history, suppression_key
 from cartnudge.privacy.files import PrivacyFiles
 from cartnudge.privacy.ledger_repository import LedgerRepository
@@ -188,24 +177,20 @@ def erase_shop(
     """Delete every row and file of the shop. The log entry that records it names no shop
     row (there is none left), only the counts."""
     repo = PrivacyRepository(conn)
-    counts = {name: repo.count_of_shop(table, shop.id) for name, table in _SHOP_TABLES.items()}
+    counts = {str(table.name): repo.count_of_shop(table, shop.id) for table in _shop_tables()}
     files.delete_shop(shop.slug)
     repo.delete_shop(shop.id)
     repo.log(None, "shop_erase", actor, now, counts)
     return counts
 
 
-_SHOP_TABLES: dict[str, Table] = {
-    "carts": table_of(Cart),
-    "events": table_of(InboxEvent),
-    "sends": table_of(Send),
-    "orders": table_of(Order),
-    "clicks": table_of(Click),
-    "consent_entries": table_of(ConsentEntry),
-    "audit_entries": table_of(AuditEntry),
-    "documents": table_of(ShopDocument),
-    "requests": table_of(PrivacyRequest),
-}
+def _shop_tables() -> list[Table]:
+    """Every table whose rows belong to a shop (the privacy log outlives its shop)."""
+    return [
+        table
+        for table in Base.metadata.sorted_tables
+        if "shop_id" in table.c and table.name != PrivacyLogEntry.__tablename__
+    ]
 
 
 def _needles(addresses: Iterable[str], names: Iterable[str | None]) -> list[str]:
