@@ -11,7 +11,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.service import apply_events
-from cartnudge.db.models import InboxEvent, InboxStatus, PrivacyRequest, table_of
+from cartnudge.db.models import InboxEvent, InboxStatus, PrivacyRequest, RequestState, table_of
 from cartnudge.db.portable import insert_many_returning
 from cartnudge.intake.events import CartEvent, Unapplicable
 from cartnudge.intake.shopify import ComplianceRequest
@@ -142,7 +142,7 @@ def _apply_recorded(
                     "shop_id": shop.id,
                     "kind": parsed.topic,
                     "inbox_event_id": inbox_id,
-                    "state": "pending",
+                    "state": RequestState.PENDING.value,
                     "received_at": now,
                 },
             )
