@@ -10,7 +10,7 @@ PORT ?= 8000
 # recompiles its imports (seconds per CLI call), so this project's commands write it.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test install lint format types unit bench lock clean
+.PHONY: run test install lint format types unit bench chaos soak redis lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +37,23 @@ format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: install
+# The peers benchmark compares with Celery on Redis: Debian's redis-server, started by the bench.
+redis:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+
+bench: install redis
 	$(BIN)/python -m bench.run
 
+# The fault and fuzz suites at full length (`make test` runs them short).
+chaos: install
+	CARTNUDGE_CHAOS=full $(BIN)/pytest -q -p no:cacheprovider --timeout 3600 tests/chaos tests/fuzz
+
+# Ten minutes at 1,000 events/s with reminders flowing; not part of CI.
+soak: install
+	$(BIN)/python -m bench.soak
+
 lock: $(BIN)/uv
-	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev --extra bench pyproject.toml -o requirements.lock
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -26,6 +26,7 @@ from cartnudge.db.session import writing
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import add_shop
 from cartnudge.testing.postgres import PostgresServer
+from tests import tally
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CARTNUDGE_SHARED", REPO.parent / "shared"))
@@ -40,6 +41,15 @@ POSTAL_ADDRESS = "1 Leaf Lane\nBristol BS1 1AA\nUnited Kingdom"
 # and open shop secrets alike (tests that change the keys reset the keyring afterwards).
 DATA_KEY = base64.urlsafe_b64encode(b"cartnudge-test-data-key-32-bytes").decode()
 os.environ["CARTNUDGE_DATA_KEYS"] = DATA_KEY
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault and fuzz suites' counts, so a green run still says what it tried."""
+    lines = tally.report()
+    if lines:
+        terminalreporter.write_sep("=", "fault and fuzz counts" + (" (full)" if tally.FULL else ""))
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)
