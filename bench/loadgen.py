@@ -65,15 +65,23 @@ def signing_shop(slug: str, secret: str) -> ShopRecord:
 
 
 def build_requests(
-    host: str, port: int, slug: str, secret: str, count: int, tag: str
+    host: str, port: int, slug: str, secret: str, count: int, tag: str, remindable: float = 0.0
 ) -> list[bytes]:
     """``count`` distinct, correctly signed storefront deliveries, each for a new cart,
-    as raw HTTP/1.1 requests (Standard Webhooks signatures stay valid for 5 minutes)."""
+    as raw HTTP/1.1 requests (Standard Webhooks signatures stay valid for 5 minutes).
+    With ``remindable`` > 0, that share of the carts has an address of its own (opted in)
+    and the rest none, as in a shop where most carts are anonymous; otherwise every cart has
+    the same address."""
     shop = signing_shop(slug, secret)
     now = datetime.now(UTC)
+    every = round(1 / remindable) if remindable > 0 else 0
     out: list[bytes] = []
     for i in range(count):
-        req = signed_storefront(shop, storefront_event(cart_id=f"{tag}-{i}", occurred_at=now), now)
+        cart = f"{tag}-{i}"
+        event = storefront_event(cart_id=cart, occurred_at=now)
+        if every:
+            event["email"] = f"{cart}@shoppers.example" if i % every == 0 else None
+        req = signed_storefront(shop, event, now)
         lines = [f"POST {req.path} HTTP/1.1", f"host: {host}:{port}"]
         lines += [f"{name}: {value}" for name, value in req.headers.items()]
         lines.append(f"content-length: {len(req.body)}")
@@ -268,7 +276,8 @@ async def run_open(args: argparse.Namespace, requests: list[bytes]) -> dict[str,
             idle.append(conn)
 
     meter = CpuMeter(args.server_pid)
-    t0 = time.perf_counter() + 0.05
+    # --start-at lets the next segment of a long run build its requests while this one runs.
+    t0 = time.perf_counter() + max(0.05, (args.start_at or 0.0) - time.time())
     i = 0
     while i < n:
         now = time.perf_counter()
@@ -352,6 +361,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--count", type=int, default=None, help="requests to pre-build (closed mode)"
     )
     parser.add_argument("--tag", default=f"run{os.getpid()}", help="cart id prefix")
+    parser.add_argument(
+        "--remindable", type=float, default=0.0, help="share of carts with their own address"
+    )
+    parser.add_argument(
+        "--start-at", type=float, default=None, help="open mode: Unix time of the first request"
+    )
     parser.add_argument("--server-pid", type=int, default=None, help="to report its CPU use")
     args = parser.parse_args(argv)
     if args.host not in {"127.0.0.1", "localhost", "::1"}:
@@ -366,7 +381,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         count = args.count or args.warmup + int(args.duration * 12_000)
     started = time.perf_counter()
-    requests = build_requests(args.host, args.port, args.slug, args.secret, count, args.tag)
+    requests = build_requests(
+        args.host, args.port, args.slug, args.secret, count, args.tag, args.remindable
+    )
     built_s = time.perf_counter() - started
     runner = run_open if args.mode == "open" else run_closed
     try:

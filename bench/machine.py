@@ -142,6 +142,44 @@ def describe() -> dict[str, Any]:
     }
 
 
+def process_tree(root: int) -> dict[int, list[str]]:
+    """``/proc/<pid>/stat`` fields (after the name) of ``root`` and every process under it;
+    empty if ``root`` is gone."""
+    stats: dict[int, list[str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+    if root not in stats:
+        return {}
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, fields in stats.items() if int(fields[1]) == parent]
+        tree.update(children)
+        frontier.extend(children)
+    return {pid: stats[pid] for pid in tree}
+
+
+def memory_mib(root: int) -> dict[str, float]:
+    """Resident memory of ``root`` and every process under it, in MiB: *rss* counts pages
+    shared between them once per process, *pss* divides each shared page among its sharers
+    (so the tree's pss is what it really costs the machine)."""
+    totals = {"rss": 0.0, "pss": 0.0, "processes": 0.0}
+    for pid in process_tree(root):
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name in ("Rss", "Pss"):
+                totals[name.lower()] += int(value.split()[0]) / 1024
+        totals["processes"] += 1
+    return {k: round(v, 1) for k, v in totals.items()}
+
+
 class CpuMeter:
     """CPU used over an interval, in cores: by this process, by the server process, and by
     the whole machine (so that anything else running at the same time shows up)."""
@@ -160,26 +198,11 @@ class CpuMeter:
         """CPU seconds of the server process and every process under it (its workers)."""
         if self.server_pid is None:
             return math.nan
-        parents: dict[int, int] = {}
-        cpu: dict[int, float] = {}
         tick = os.sysconf("SC_CLK_TCK")
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # the process ended meanwhile
-            pid = int(stat.parent.name)
-            parents[pid] = int(fields[1])
-            cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
-        if self.server_pid not in cpu:
+        tree = process_tree(self.server_pid)
+        if not tree:
             return math.nan
-        tree, frontier = {self.server_pid}, [self.server_pid]
-        while frontier:
-            parent = frontier.pop()
-            children = [pid for pid, ppid in parents.items() if ppid == parent]
-            tree.update(children)
-            frontier.extend(children)
-        return sum(cpu[pid] for pid in tree)
+        return sum((int(fields[11]) + int(fields[12])) / tick for fields in tree.values())
 
     @staticmethod
     def _machine_cpu() -> tuple[float, float]:

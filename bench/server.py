@@ -55,20 +55,26 @@ class ServerProcess:
         assert self.process is not None
         return self.process.pid
 
-    def add_shop(self, slug: str = "bench") -> dict[str, Any]:
-        """Create the shop with ``cartnudge shop add`` (migrating the database) and return
-        the JSON it prints: webhook URLs and secrets."""
+    def add_shop(self, slug: str = "bench", *options: str) -> dict[str, Any]:
+        """Create the shop with ``cartnudge shop add [options]`` (migrating the database) and
+        return the JSON it prints: webhook URLs and secrets."""
+        shop: dict[str, Any] = json.loads(self.cli("shop", "add", slug, *SHOP_OPTIONS, *options))
+        return shop
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        """Run ``cartnudge ARGS`` against this server's database; its standard output."""
         done = subprocess.run(
-            [CLI, "shop", "add", slug, *SHOP_OPTIONS],
+            [CLI, *args],
             env=self.env,
+            input=stdin,
             capture_output=True,
+            text=True,
             timeout=120,
             check=False,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"cartnudge shop add failed: {done.stderr.decode()[-2000:]}")
-        shop: dict[str, Any] = json.loads(done.stdout)
-        return shop
+            raise RuntimeError(f"cartnudge {' '.join(args)} failed: {done.stderr[-2000:]}")
+        return done.stdout
 
     def start(self) -> ServerProcess:
         with self.log_path.open("wb") as log:
