@@ -3,6 +3,7 @@ does, and what an interrupted delivery leaves behind."""
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from typing import Any
 
@@ -11,14 +12,23 @@ from sqlalchemy import Engine, update
 
 from cartnudge.db.models import SendStatus
 from cartnudge.db.session import writing
-from cartnudge.delivery.sender import LEASE
+from cartnudge.delivery.sender import (
+    BATCH,
+    LEASE,
+    Outgoing,
+    Providers,
+    SendReport,
+    _deliver,
+    claim_batch,
+)
 from cartnudge.intake.examples import storefront_event
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import set_shop
+from cartnudge.testing.smtp import SmtpSink
 from cartnudge.timing.waiter import wake_due
 from cartnudge.tracking.service import unsubscribe
-from tests.conftest import POSTAL_ADDRESS, SENDER, T0
-from tests.delivery.helpers import H, Pass, post, sends, sends_t
+from tests.conftest import POSTAL_ADDRESS, SENDER, T0, ShopFactory
+from tests.delivery.helpers import LINKS, H, Pass, post, sends, sends_t
 from tests.intake.helpers import post_storefront
 
 
@@ -134,7 +144,9 @@ def test_a_worker_stopped_mid_delivery_leaves_no_send_in_limbo(
     for n in range(3):
         post(client, sender_shop, cart_id=f"c{n}", email=f"s{n}@example.com")
     wake_due(engine, T0 + 2 * H)
-    # As a worker leaves its sends when it dies after claiming: sending, lease running.
+    # As a worker leaves its sends when it dies after claiming: sending, lease running; it
+    # had handed the first two over (one to the file outbox, one to SMTP), not the third.
+    first, second, third = (s.id for s in sends(engine))
     with writing(engine) as conn:
         conn.execute(
             update(sends_t).values(
@@ -142,18 +154,84 @@ def test_a_worker_stopped_mid_delivery_leaves_no_send_in_limbo(
             )
         )
         conn.execute(
-            update(sends_t)
-            .where(sends_t.c.id == min(s.id for s in sends(engine)))
-            .values(provider="file")
+            update(sends_t).where(sends_t.c.id.in_((first, second))).values(handed_at=T0 + 2 * H)
         )
+        conn.execute(update(sends_t).where(sends_t.c.id == first).values(provider="file"))
     assert run(T0 + 2 * H + LEASE / 2)["claimed"] == 0  # the lease still runs
     report = run(T0 + 2 * H + LEASE)
-    # The file outbox can write the same email again harmlessly; SMTP might duplicate it.
-    assert (report["requeued"], report["ambiguous"], report["sent"]) == (1, 2, 1)
-    statuses = sorted(s.status for s in sends(engine))
-    assert statuses == ["ambiguous", "ambiguous", "sent"]
-    ambiguous = next(s for s in sends(engine) if s.status == "ambiguous")
-    assert "not sent again" in ambiguous.reason
+    # The file outbox can write the same email again harmlessly, and an email never handed
+    # over can go; SMTP might duplicate one it had been given.
+    assert (report["requeued"], report["ambiguous"], report["sent"]) == (2, 1, 2)
+    status = {s.id: (s.status, s.reason) for s in sends(engine)}
+    assert status[first] == status[third] == ("sent", None)
+    assert status[second][0] == "ambiguous" and "not sent again" in status[second][1]
+    assert sorted(m["To"] for m in run.emails()) == ["s0@example.com", "s2@example.com"]
+
+
+def claimed(engine: Engine, at: datetime, providers: Providers) -> list[Outgoing]:
+    """Step 1 of a pass alone: due sends claimed, gated and marked sending."""
+    with writing(engine) as conn:
+        return claim_batch(conn, at, providers, LINKS, BATCH, SendReport())
+
+
+def deliver(engine: Engine, at: datetime, providers: Providers, items: list[Outgoing]) -> Any:
+    report = SendReport()
+    _deliver(engine, lambda: at, providers, items, report, random.Random(1))
+    return report.as_dict()
+
+
+def test_a_purchase_stored_after_the_claim_stops_the_email_before_it_is_handed_over(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    post(client, sender_shop, cart_id="c1")
+    post(client, sender_shop, cart_id="c2", email="other@example.com")
+    wake_due(engine, T0 + 2 * H)
+    outgoing = claimed(engine, T0 + 2 * H, run.providers)
+    assert len(outgoing) == 2
+    # The shopper buys while the batch waits for its lane.
+    post(client, sender_shop, cart_id="c1", kind="order_placed", order_id="o1")
+    report = deliver(engine, T0 + 2 * H, run.providers, outgoing)
+    assert (report["sent"], report["withdrawn"]) == (1, 1)
+    by_cart = {s.email_key: s for s in sends(engine)}
+    bought = by_cart["shopper@example.com"]
+    assert (bought.status, bought.handed_at, bought.sent_at) == ("skipped", None, None)
+    assert bought.reason == "not sent: the cart became bought after the reminder was claimed"
+    assert by_cart["other@example.com"].handed_at == T0 + 2 * H
+    assert [m["To"] for m in run.emails()] == ["other@example.com"]
+
+
+def test_an_unsubscribe_after_the_claim_cancels_the_email_before_it_is_handed_over(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    post(client, sender_shop, cart_id="c1")
+    wake_due(engine, T0 + 2 * H)
+    outgoing = claimed(engine, T0 + 2 * H, run.providers)
+    with writing(engine) as conn:
+        unsubscribe(
+            conn, sender_shop.id, "shopper@example.com", T0, source="owner", actor="owner:cli"
+        )
+    assert deliver(engine, T0 + 2 * H, run.providers, outgoing)["withdrawn"] == 1
+    [send] = sends(engine)
+    assert send.status == "cancelled" and send.handed_at is None
+    assert run.emails() == []
+
+
+def test_a_temporary_refusal_is_retried_and_the_retry_is_handed_over_again(
+    client: TestClient, engine: Engine, make_shop: ShopFactory, run: Pass
+) -> None:
+    with SmtpSink() as sink:
+        shop = make_shop(
+            sender=SENDER, postal_address=POSTAL_ADDRESS, mail_url=f"smtp://127.0.0.1:{sink.port}"
+        )
+        post(client, shop, cart_id="c1")
+        sink.fail_next("rcpt", "451 4.7.1 Greylisted, please try again later")
+        assert run(T0 + 2 * H)["retrying"] == 1
+        [send] = sends(engine)
+        assert (send.status, send.handed_at, send.sent_at) == ("queued", None, None)
+        assert run(send.due_at)["sent"] == 1
+        [send] = sends(engine)
+        assert (send.status, send.handed_at, send.attempts) == ("sent", send.due_at, 2)
+        assert len(sink.wait_for(1, timeout_s=10)) == 1
 
 
 def test_no_consent_is_skipped_under_require_opt_in(

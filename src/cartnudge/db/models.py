@@ -279,7 +279,11 @@ class Send(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # claimed for this address
+    # Committed just before the provider is called, and only while the cart is open: a
+    # purchase stored earlier stops the email, and a send claimed but never handed over
+    # (its worker stopped) is safe to send again.
+    handed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     subject: Mapped[str | None] = mapped_column(Text)  # as composed, for the owner to see
     voice_version: Mapped[int | None] = mapped_column(Integer)
 

@@ -13,12 +13,13 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    or_,
     select,
     text,
     update,
 )
 
-from cartnudge.db.models import Cart, Send, SendStatus, table_of
+from cartnudge.db.models import Cart, CartStatus, Send, SendStatus, table_of
 from cartnudge.db.types import UtcDateTime
 
 sends = table_of(Send)
@@ -26,7 +27,11 @@ carts = table_of(Cart)
 
 # Statuses of a send that may have reached the shopper: do-not-disturb counts them all.
 REACHED = (SendStatus.SENDING.value, SendStatus.SENT.value, SendStatus.AMBIGUOUS.value)
-PENDING = (SendStatus.QUEUED.value,)
+# Sends that have not left: queued, or claimed by a worker that has not handed them over.
+_PENDING = or_(
+    sends.c.status == SendStatus.QUEUED.value,
+    and_(sends.c.status == SendStatus.SENDING.value, sends.c.handed_at.is_(None)),
+)
 # Why a send waits: its shop cannot send yet. Setting the identity releases these.
 HELD = (
     "held: the shop has no sender identity or postal address yet "
@@ -67,9 +72,9 @@ _DUE = (
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True, of=sends)
 )
-# Sends handed to a provider whose worker's lease has run out: it stopped mid-delivery.
+# Claimed sends whose worker's lease has run out: it stopped before recording them.
 _STRANDED = (
-    select(sends.c.id, sends.c.provider)
+    select(sends.c.id, sends.c.provider, sends.c.handed_at)
     .where(
         sends.c.status == SendStatus.SENDING.value,
         sends.c.claimed_until <= bindparam("now", type_=UtcDateTime()),
@@ -88,6 +93,26 @@ _REMINDED = (
     .group_by(sends.c.email_key, sends.c.cart_id)
 )
 _UPDATE = update(sends).where(sends.c.id == bindparam("_send_id"))
+# The hand-off: only a send still claimed and never handed over, of a cart still open. On
+# SQLite the write lock, on PostgreSQL the row locks order it with a purchase's transaction:
+# a purchase stored first stops the email; one stored after finds it gone.
+_HAND_OFF = (
+    update(sends)
+    .where(
+        sends.c.id == bindparam("send_id"),
+        sends.c.status == SendStatus.SENDING.value,
+        sends.c.handed_at.is_(None),
+        select(carts.c.id)
+        .where(carts.c.id == sends.c.cart_id, carts.c.status == CartStatus.OPEN.value)
+        .exists(),
+    )
+    .values(handed_at=bindparam("now", type_=UtcDateTime()))
+)
+_CART_STATUS = (
+    select(carts.c.status)
+    .join(sends, sends.c.cart_id == carts.c.id)
+    .where(sends.c.id == bindparam("send_id"))
+)
 _LEASE = (
     update(sends)
     .where(
@@ -148,6 +173,34 @@ class SenderRepository:
             values: dict[str, Any] = {k: bindparam(k) for k in group[0] if k != "_send_id"}
             self.conn.execute(_UPDATE.values(values), group)
 
+    def hand_off(self, send_id: int, now: datetime) -> str | None:
+        """Mark the send handed over, now; or, when it may not go any more, withdraw it
+        (skipped, with why) and return why. ``None``: hand it to the provider."""
+        if self.conn.execute(_HAND_OFF, {"send_id": send_id, "now": now}).rowcount:
+            return None
+        status = self.conn.execute(_CART_STATUS, {"send_id": send_id}).scalar()
+        reason = (
+            f"not sent: the cart became {status} after the reminder was claimed"
+            if status is not None and status != CartStatus.OPEN.value
+            else "not sent: it was cancelled after it was claimed"
+        )
+        self.conn.execute(
+            update(sends)
+            .where(
+                sends.c.id == send_id,
+                sends.c.status == SendStatus.SENDING.value,
+                sends.c.handed_at.is_(None),
+            )
+            .values(
+                status=SendStatus.SKIPPED.value,
+                reason=reason,
+                claimed_until=None,
+                sent_at=None,
+                updated_at=now,
+            )
+        )
+        return reason
+
     def extend_lease(self, send_ids: list[int], until: datetime) -> None:
         if send_ids:
             self.conn.execute(_LEASE, {"ids": send_ids, "until": until})
@@ -161,10 +214,11 @@ class SenderRepository:
         shop_id: int | None = None,
         email_key: str | None = None,
     ) -> list[int]:
-        """Cancel queued sends of these carts, or of every cart of this address in this
-        shop. Returns the cancelled send ids. A send already handed to a provider is not
-        touched: it has left."""
-        stmt = update(sends).where(sends.c.status.in_(PENDING))
+        """Cancel the sends of these carts, or of every cart of this address in this shop,
+        that have not left: queued, or claimed and not yet handed over (the worker then
+        finds it cancelled and does not send it). Returns the cancelled send ids. A send
+        already handed to a provider is not touched: it has left."""
+        stmt = update(sends).where(_PENDING)
         if cart_ids is not None:
             stmt = stmt.where(sends.c.cart_id.in_(sorted(set(cart_ids))))
         else:

@@ -8,15 +8,19 @@ A batch goes through three steps, each a short transaction or none:
    guard against a purchase race. A refused send is skipped with its reason, a send in
    quiet hours is deferred, a shop without its sender identity holds its sends. A send
    that passes is marked ``sending`` with a lease, before any byte leaves.
-2. **Write and deliver** (no transaction). Each email is composed and goes to the shop's
-   provider, in lanes side by side.
+2. **Write, hand over and deliver.** Each email is composed, then handed over: a short
+   transaction marks it handed only if its cart is still open and the send still claimed
+   (a purchase, an unsubscribe or an owner's stop stored after the claim withdraws it),
+   and only then does it go to the shop's provider, in lanes side by side. So no email
+   leaves after a purchase was stored; one already handed over when it lands is on the wire.
 3. **Record** what each provider said, in a transaction every few seconds (which also
    renews the lease of the sends still waiting their turn) and at the end.
 
 A worker that dies in step 2 leaves ``sending`` rows whose lease runs out within a
-minute. The next pass settles them: back in the queue when the provider can take the
-same email twice without a duplicate (the file outbox), else ``ambiguous``, shown to the
-owner and never resent blindly, because a duplicate reminder is worse than a missing one.
+minute. The next pass settles them: back in the queue when they were never handed over,
+or when the provider can take the same email twice without a duplicate (the file outbox),
+else ``ambiguous``, shown to the owner and never resent blindly, because a duplicate
+reminder is worse than a missing one.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from cartnudge.db.models import CartStatus, ConsentKind, SendStatus
 from cartnudge.db.session import writing
@@ -102,6 +107,7 @@ _COUNT_NAMES = (
     "failed",
     "ambiguous",
     "requeued",
+    "withdrawn",
 )
 
 
@@ -135,11 +141,20 @@ class Outgoing:
 
 
 @dataclass(frozen=True, slots=True)
+class NotHanded:
+    """The email was not given to its provider: its cart was bought or closed, or the send
+    cancelled, after the claim (already recorded as skipped), or the hand-off could not be
+    written (the send's lease lapses and a later pass sends it)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Handed:
     """What became of one outgoing email."""
 
     item: Outgoing
-    outcome: Outcome
+    outcome: Outcome | NotHanded
     at: datetime
     subject: str | None  # None when it could not be written
 
@@ -346,8 +361,8 @@ def _deliver(
     report: SendReport,
     rng: random.Random,
 ) -> None:
-    """Deliver in lanes, one thread and provider each; record outcomes as they come (the
-    database is written from this thread only) and renew the lease of the rest."""
+    """Deliver in lanes, one thread and provider each; record outcomes as they come and
+    renew the lease of the rest. The lanes write only each email's hand-off."""
     lanes: dict[tuple[Route, int], list[Outgoing]] = defaultdict(list)
     per_route: Counter[Route] = Counter()
     for item in outgoing:
@@ -355,7 +370,8 @@ def _deliver(
         per_route[item.route] += 1
     results: SimpleQueue[Handed] = SimpleQueue()
     for (route, lane), items in lanes.items():
-        providers.pool.submit(_deliver_lane, providers.provider(route, lane), items, clock, results)
+        provider = providers.provider(route, lane)
+        providers.pool.submit(_deliver_lane, engine, provider, items, clock, results)
     waiting = {item.send_id for item in outgoing}
     done: list[dict[str, Any]] = []
     bounced: list[int] = []
@@ -367,6 +383,9 @@ def _deliver(
             pass
         else:
             waiting.discard(handed.item.send_id)
+            if isinstance(handed.outcome, NotHanded):
+                report.counts["withdrawn"] += 1
+                continue
             done.append(_outcome_row(handed, report, rng))
             if isinstance(handed.outcome, Failed) and handed.outcome.bounce:
                 bounced.append(handed.item.send_id)
@@ -378,6 +397,7 @@ def _deliver(
 
 
 def _deliver_lane(
+    engine: Engine,
     provider: Provider,
     items: list[Outgoing],
     clock: Callable[[], datetime],
@@ -392,6 +412,9 @@ def _deliver_lane(
             results.put(Handed(item, Failed(f"could not be written: {exc}"), clock(), None))
             continue
         subject = composed.subject
+        if withdrawn := _hand_off(engine, item, clock):
+            results.put(Handed(item, NotHanded(withdrawn), clock(), subject))
+            continue
         try:
             outcome = provider.deliver(
                 composed.raw, sender=item.envelope_from, recipient=item.to, key=str(item.send_id)
@@ -400,6 +423,17 @@ def _deliver_lane(
             log.exception("provider %s raised on send %s", provider.name, item.send_id)
             outcome = Ambiguous(f"the provider raised {type(exc).__name__}")
         results.put(Handed(item, outcome, clock(), subject))
+
+
+def _hand_off(engine: Engine, item: Outgoing, clock: Callable[[], datetime]) -> str | None:
+    """Commit the hand-off just before the provider is called (``None``), or say why the
+    email must not go: the cart changed since the claim, or the database is unreachable."""
+    try:
+        with writing(engine) as conn:
+            return SenderRepository(conn).hand_off(item.send_id, clock())
+    except SQLAlchemyError as exc:
+        log.warning("send %s not handed over: %s", item.send_id, type(exc).__name__)
+        return f"the hand-off could not be written ({type(exc).__name__}); a later pass sends it"
 
 
 def _record(
@@ -425,7 +459,11 @@ def _outcome_row(handed: Handed, report: SendReport, rng: random.Random) -> dict
         status, reason = SendStatus.SENT, None
     elif isinstance(outcome, Retry) and item.attempts < MAX_ATTEMPTS:
         status, reason = SendStatus.QUEUED, f"will retry: {outcome.reason}"
-        extra = {"due_at": now + retry_delay(item.attempts, rng.random()), "sent_at": None}
+        extra = {
+            "due_at": now + retry_delay(item.attempts, rng.random()),
+            "sent_at": None,
+            "handed_at": None,
+        }
     elif isinstance(outcome, Retry):
         status = SendStatus.FAILED
         reason = f"gave up after {item.attempts} attempts: {outcome.reason}"
@@ -459,16 +497,23 @@ def _settle_stranded(
 ) -> None:
     updates = []
     for row in repo.stranded(now):
-        if row.provider in _RESEND_SAFE:  # e.g. writing the same file again is harmless
+        # Never handed over, or a provider for which a second copy is harmless (writing the
+        # same file again): safe to send again.
+        if row.handed_at is None or row.provider in _RESEND_SAFE:
             updates.append(
                 _row(
                     row.id,
                     now,
                     status=SendStatus.QUEUED,
-                    reason="requeued: a worker stopped while writing it",
+                    reason=(
+                        "requeued: its worker stopped before handing it over"
+                        if row.handed_at is None
+                        else "requeued: a worker stopped while writing it"
+                    ),
                     due_at=now,
                     claimed_until=None,
                     sent_at=None,
+                    handed_at=None,
                 )
             )
             report.counts["requeued"] += 1
