@@ -7,10 +7,12 @@ bench/results/only.md and only.json instead, so the full table is not overwritte
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -177,10 +179,33 @@ def measure(
         if a and b:
             figures[f"ratio_{http}_to_{inproc}"] = round(a / b, 3)
     if "peers" in selected:
-        from bench import peers  # Celery and APScheduler load only when compared with
-
-        figures["peers"] = peers.measure(peers.Options(count=sizes.peers))
+        figures["peers"] = measure_peers(sizes)
     return figures
+
+
+def measure_peers(sizes: Sizes) -> dict[str, Any]:
+    """``python -m bench.peers`` in a process of its own (it starts and kills Redis, Celery
+    and APScheduler processes); its JSON, also kept as bench/results/peers.json."""
+    log(f"peers: {sizes.peers:,} pending reminders in each system (about 35 minutes)")
+    out = RESULTS / "peers"
+    subprocess.run(
+        [sys.executable, "-m", "bench.peers", "--count", str(sizes.peers), "--out", str(out)],
+        cwd=RESULTS.parent.parent,
+        check=True,
+    )
+    document: dict[str, Any] = json.loads(out.with_suffix(".json").read_text())
+    return document
+
+
+def peers_lines(document: dict[str, Any]) -> list[str]:
+    """The peers' table and ratios, as bench/results/peers.md has them."""
+    from bench import peers  # Celery and APScheduler load only when compared with
+
+    names = {f.name for f in dataclasses.fields(peers.Result)}
+    results = [
+        peers.Result(**{k: v for k, v in r.items() if k in names}) for r in document["results"]
+    ]
+    return [*peers.table(results), "", *peers.ratios(results)]
 
 
 def measure_intake(selected: list[str], opts: Options, figures: dict[str, Any]) -> None:
@@ -529,6 +554,17 @@ def markdown(report: dict[str, Any], opts: Options) -> str:
         "",
         *table(figures, opts),
         "",
+        *(
+            [
+                f"Peers: {report['sizes']['peers']:,} pending reminders each, the same run "
+                "(details and the processes' own figures in `bench/results/peers.md`).",
+                "",
+                *peers_lines(figures["peers"]),
+                "",
+            ]
+            if "peers" in figures
+            else []
+        ),
         "Targets (from the intake and timing issues):",
         "",
         *targets(figures, opts),
