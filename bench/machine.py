@@ -122,6 +122,18 @@ def code_state(repo: Path) -> dict[str, Any]:
     return {"commit": commit, "uncommitted_src_files": len(changed), "package": str(package)}
 
 
+def cpu_reference_ms() -> float:
+    """How fast this host runs plain Python right now: the best of five ``sum(range(10**6))``
+    in ms. The host's speed varies from hour to hour (a shared machine); figures taken at
+    different times compare only after dividing by this."""
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(range(10**6))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 2)
+
+
 def describe() -> dict[str, Any]:
     tmp = tempfile.gettempdir()
     return {
@@ -137,6 +149,7 @@ def describe() -> dict[str, Any]:
         "database_dir": tmp,
         "database_fs": _filesystem(tmp),
         "fsync_ms": fsync_ms(tmp),
+        "cpu_reference_ms": cpu_reference_ms(),
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
         "code": code_state(Path(__file__).resolve().parent.parent),
     }

@@ -112,7 +112,12 @@ def create_app(
             return json_response({"status": "unavailable"}, status_code=503)
         return json_response({"status": "ok"})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus counters")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus counters",
+        response_class=PlainTextResponse,
+    )
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -12,11 +12,27 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+# Times a shop's events can carry: older is no cart of ours, later overflows the timers.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, tzinfo=UTC)
+
+
 def ensure_utc(value: datetime) -> datetime:
     """Return ``value`` in UTC; refuse naive datetimes, which have no meaning here."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"naive datetime {value.isoformat()} has no timezone")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"{value.isoformat()} is out of range") from None
+
+
+def plausible(value: datetime) -> datetime:
+    """``value`` in UTC if it lies between ``EARLIEST`` and ``LATEST``, else ValueError."""
+    utc = ensure_utc(value)
+    if not EARLIEST <= utc <= LATEST:
+        raise ValueError(f"{utc.isoformat()} is out of range (1970 to 2999)")
+    return utc
 
 
 def parse_instant(text: str) -> datetime:

@@ -10,6 +10,9 @@ from babel.numbers import get_currency_precision, list_currencies
 _KNOWN_CURRENCIES = frozenset(list_currencies())
 
 
+MAX_DIGITS = 14  # below 10^15 major units: even in thousandths that fits a BIGINT
+
+
 class MoneyError(ValueError):
     """A price or currency that cannot be represented exactly."""
 
@@ -41,6 +44,10 @@ def to_minor(amount: str | int | float | Decimal, currency: str) -> int:
         raise MoneyError(f"not an amount: {amount!r}") from exc
     if not value.is_finite():
         raise MoneyError(f"not an amount: {amount!r}")
+    # Before scaling: "1e999999" would overflow the context, or take minutes to turn into an
+    # int, and anything this large fits no column anyway.
+    if value.adjusted() > MAX_DIGITS:
+        raise MoneyError(f"{amount!r} is too large an amount")
     scaled = value.scaleb(minor_digits(currency))
     if scaled != scaled.to_integral_value():
         raise MoneyError(f"{amount!r} has more decimals than {currency} allows")

@@ -18,15 +18,16 @@ from cartnudge.config import MAX_BODY_BYTES, Settings
 from cartnudge.db.engine import make_engine
 from cartnudge.db.migrate import upgrade
 from cartnudge.db.session import writing
-from cartnudge.intake.examples import storefront_event
+from cartnudge.intake.examples import shopify_checkout, storefront_event, stripe_expired_event
 from cartnudge.intake.signatures import sign_shopify, sign_standard, sign_stripe
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import add_shop
 from cartnudge.testing.postgres import PostgresServer
 from tests.conftest import T0
-from tests.intake.helpers import stored_counts
+from tests.intake.helpers import post_storefront, stored_counts
 
 LANES = ["shopify", "stripe", "storefront"]
+SHOPIFY_CHECKOUT = orjson.dumps(shopify_checkout(token="t1", cart_token="ct1", updated_at=T0))
 OTHER_STANDARD_SECRET = "whsec_" + "c29tZS1vdGhlci1zZWNyZXQtMTIzNDU2"
 
 
@@ -208,3 +209,83 @@ def test_database_down_is_503_and_ingest_recovers(tmp_path: Path) -> None:
             assert send("after") == 200
         assert stored_counts(engine)["carts"] == 3
         engine.dispose()
+
+
+# -- found by the fuzz suite (tests/fuzz): each was a 500, or a 503 forever on PostgreSQL --
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("occurred_at", "0001-01-01T00:00:00+01:00", "out of range"),  # before year 1 in UTC
+        ("occurred_at", "9999-12-31T23:00:00Z", "out of range"),  # a timer past it overflows
+    ],
+)
+def test_an_impossible_time_is_a_dead_letter_with_the_reason(
+    client: TestClient, engine: Engine, shop: ShopRecord, field: str, value: str, reason: str
+) -> None:
+    event = storefront_event(cart_id="c1", occurred_at=T0)
+    event[field] = value
+    response = post_storefront(client, shop, event)
+    assert response.status_code == 422, response.text
+    assert response.json()["status"] == "dead"
+    assert reason in response.json()["reason"]
+    assert stored_counts(engine)["carts"] == 0
+
+
+@pytest.mark.parametrize("lane", ["shopify", "storefront"])
+def test_a_delivery_id_the_inbox_cannot_keep_is_400_and_stores_nothing(
+    client: TestClient, engine: Engine, shop: ShopRecord, lane: str
+) -> None:
+    before = stored_counts(engine)
+    body = valid_body(lane)
+    path, headers = signed(lane, shop, body)
+    if lane == "shopify":
+        headers["x-shopify-webhook-id"] = "w" * 256
+    else:  # the Standard Webhooks signature covers the id: sign again with the long one
+        headers = sign_standard(body, "m" * 256, shop.storefront_secrets[0], int(time.time()))
+    response = client.post(path, content=body, headers=headers)
+    assert response.status_code == 400
+    assert "delivery id" in response.json()["error"]
+    assert stored_counts(engine) == before
+
+
+@pytest.mark.parametrize("total", ["1e999999", "1e999999999"])
+def test_an_impossible_amount_is_a_dead_letter_with_the_reason(
+    client: TestClient, engine: Engine, shop: ShopRecord, total: str
+) -> None:
+    # "1e999999" took minutes to turn into an int; "1e999999999" overflowed: both a 500.
+    checkout = shopify_checkout(token="t1", cart_token="ct1", updated_at=T0) | {
+        "total_price": total
+    }
+    body = orjson.dumps(checkout)
+    path, headers = signed("shopify", shop, body)
+    response = client.post(path, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "dead"
+    assert "too large" in response.json()["reason"]
+
+
+def test_a_shop_slug_with_a_nul_is_404(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    response = client.post("/webhooks/storefront/%00", content=b"{}", headers={})
+    assert response.status_code == 404
+
+
+def test_a_shopify_delivery_time_out_of_range_is_ignored_not_a_500(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    path, headers = signed("shopify", shop, SHOPIFY_CHECKOUT)
+    headers["x-shopify-triggered-at"] = "0001-01-01T00:00:00+01:00"
+    assert client.post(path, content=SHOPIFY_CHECKOUT, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("created", [2**63, 67768036191676800, -62135596801])
+def test_a_stripe_time_out_of_range_is_a_dead_letter(
+    client: TestClient, engine: Engine, shop: ShopRecord, created: int
+) -> None:
+    body = orjson.dumps(stripe_expired_event(session_id="cs_1", created=T0) | {"created": created})
+    path, headers = signed("stripe", shop, body)
+    response = client.post(path, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "dead"
+    assert "created" in response.json()["reason"]

@@ -111,6 +111,7 @@ def test_get_shows_a_page_and_changes_nothing_post_unsubscribes_once(
         lambda t: t[:20],  # cut short
         lambda t: "not-a-token",
         lambda t: "A" * 300,
+        lambda t: "_" * 32,  # well formed, naming send id 2**64 - 1: no column holds it
     ],
 )
 def test_a_bad_token_is_refused_and_records_nothing(

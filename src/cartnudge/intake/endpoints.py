@@ -35,6 +35,8 @@ from cartnudge.shops.repository import ShopRecord
 # verifying, parsing and storing a webhook. They are described in the OpenAPI document by
 # hand (``openapi_paths``).
 lanes: list[tuple[str, str | None, LaneRules]] = []  # path, its prefix if it ends in a slug
+MAX_DELIVERY_ID = 255  # inbox_events.external_id
+MAX_TOPIC = 64  # inbox_events.topic
 openapi_paths: dict[str, dict[str, Any]] = {}
 
 
@@ -92,7 +94,9 @@ class IntakeContext:
         self.clock = clock
 
 
-def _documented(headers: dict[str, str], body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _documented(
+    headers: dict[str, str], body: dict[str, Any] | None = None, *, dead_status: int = 200
+) -> dict[str, Any]:
     """OpenAPI for a lane whose headers and body we read raw (signatures need the bytes)."""
     extra: dict[str, Any] = {
         "parameters": [
@@ -111,12 +115,20 @@ def _documented(headers: dict[str, str], body: dict[str, Any] | None = None) -> 
         },
         "responses": {
             "401": {"description": "missing, wrong or stale signature; nothing stored"},
-            "400": {"description": "signed body is not JSON; nothing stored"},
+            "400": {
+                "description": "signed body is not JSON, or its delivery id is over "
+                f"{MAX_DELIVERY_ID} characters; nothing stored"
+            },
             "404": {"description": "unknown shop"},
             "413": {"description": "body over 1 MiB"},
             "503": {"description": "storage unavailable; retry"},
         },
     }
+    if dead_status != 200:
+        extra["responses"][str(dead_status)] = {
+            "description": "stored as a dead letter: the event cannot be applied (the answer "
+            "says why); a repeat is answered the same"
+        }
     return extra
 
 
@@ -154,6 +166,8 @@ async def read_body(receive: Receive, headers: dict[str, str]) -> bytes:
 
 
 async def find_shop(context: IntakeContext, kind: str, key: str) -> ShopRecord:
+    if "\x00" in key:  # no shop has it, and PostgreSQL refuses it in a query
+        raise Refused(404, "unknown_shop", f"no shop {key!r}")
     shop = context.shops.cached(kind, key)
     if shop is None:
         try:
@@ -166,6 +180,16 @@ async def find_shop(context: IntakeContext, kind: str, key: str) -> ShopRecord:
     if shop is None:
         raise Refused(404, "unknown_shop", f"no shop {key!r}")
     return shop
+
+
+def storable(
+    delivery_id: str, topic: str, source_time: datetime | None
+) -> tuple[str, str, datetime | None]:
+    """The delivery id as the inbox can keep it (else 400: a sender's id that cannot be
+    stored would be refused by PostgreSQL on every retry), the topic cut to fit."""
+    if len(delivery_id) > MAX_DELIVERY_ID or "\x00" in delivery_id:
+        raise Refused(400, "bad_id", f"delivery id: at most {MAX_DELIVERY_ID} characters, no NUL")
+    return delivery_id, topic.replace("\x00", "")[:MAX_TOPIC], source_time
 
 
 def parse_json(body: bytes) -> Any:
@@ -226,7 +250,7 @@ async def receive(context: IntakeContext, inbound: Inbound, lane: LaneRules) -> 
         body = inbound.body
         payload = parse_json(body)
         now = context.clock()
-        delivery_id, topic, source_time = lane.identify(inbound, payload)
+        delivery_id, topic, source_time = storable(*lane.identify(inbound, payload))
         parsed = parse_payload(lane.source, topic, delivery_id, payload, shop, source_time or now)
         text = body.decode("utf-8", "replace")
         delivery = Delivery(shop, lane.source, delivery_id, topic or "?", text, parsed, now)
@@ -379,13 +403,14 @@ _serve(
             "webhook-signature": "v1,<base64 HMAC-SHA256>; several, space-separated",
         },
         {"$ref": "#/components/schemas/StorefrontEvent"},
+        dead_status=STOREFRONT.dead_status,
     ),
 )
 
 
 def _topic(payload: Any) -> str:
     topic = payload.get("type") if isinstance(payload, dict) else None
-    return str(topic)[:64] if topic else "?"
+    return str(topic) if topic else "?"
 
 
 def _header_time(value: str | None) -> datetime | None:

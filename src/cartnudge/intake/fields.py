@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cartnudge.clock import parse_instant
+from cartnudge.clock import parse_instant, plausible
 from cartnudge.intake.events import Item, Unapplicable
 from cartnudge.money import MoneyError, normalize_currency, to_minor
 
@@ -42,13 +42,16 @@ def instant(payload: dict[str, Any], *keys: str) -> datetime | None:
         if value in (None, ""):
             continue
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, UTC)
+            try:
+                return plausible(datetime.fromtimestamp(value, UTC))
+            except (OverflowError, OSError, ValueError) as exc:
+                raise Unapplicable(f"{key}: not a time in range: {value!r}") from exc
         if isinstance(value, str):
             try:
-                return parse_instant(value)
+                return plausible(parse_instant(value))
             except ValueError as exc:
                 raise Unapplicable(
-                    f"{key}: not an RFC 3339 time with an offset: {value!r}"
+                    f"{key}: not an RFC 3339 time with an offset, 1970 to 2999: {value!r}"
                 ) from exc
         raise Unapplicable(f"{key}: not a time: {value!r}")
     return None

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from cartnudge.clock import ensure_utc
+from cartnudge.clock import plausible
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Decimal = Annotated[
@@ -19,7 +19,7 @@ Decimal = Annotated[
 
 
 def _aware(value: datetime) -> datetime:
-    return ensure_utc(value)
+    return plausible(value)
 
 
 class StorefrontEventType(StrEnum):

@@ -6,6 +6,7 @@ answers 200 without a redirect)."""
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -48,10 +49,24 @@ def _masked(email_key: str) -> str:
     return f"{local[:1]}•••@{domain}"
 
 
+INVALID_LINK: dict[str, Any] = {
+    "description": "the link is not valid (altered, cut short, or for something else)",
+    "content": {"text/html": {}},
+}
+
+
 def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
     router = APIRouter(tags=["tracking"])
 
-    @router.get("/c/{token}", summary="Follow a reminder's link back to the cart")
+    @router.get(
+        "/c/{token}",
+        summary="Follow a reminder's link back to the cart",
+        response_class=HTMLResponse,
+        responses={
+            302: {"description": "the click is recorded; on to the cart"},
+            404: INVALID_LINK,
+        },
+    )
     def follow_click(token: str) -> Response:
         with writing(engine) as conn:
             link = follow(conn, key, Purpose.CLICK, token)
@@ -65,7 +80,12 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
             )
         return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store"})
 
-    @router.get("/u/{token}", summary="The unsubscribe page (changes nothing)")
+    @router.get(
+        "/u/{token}",
+        summary="The unsubscribe page (changes nothing)",
+        response_class=HTMLResponse,
+        responses={404: INVALID_LINK},
+    )
     def unsubscribe_page(token: str) -> Response:
         with reading(engine) as conn:
             link = follow(conn, key, Purpose.UNSUBSCRIBE, token)
@@ -82,7 +102,12 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
         )
         return _page("Unsubscribe", form)
 
-    @router.post("/u/{token}", summary="Unsubscribe (RFC 8058 one-click)")
+    @router.post(
+        "/u/{token}",
+        summary="Unsubscribe (RFC 8058 one-click)",
+        response_class=HTMLResponse,
+        responses={404: INVALID_LINK},
+    )
     async def unsubscribe_now(token: str, request: Request) -> Response:
         body = await request.body()
         source = "one_click" if body.strip() == ONE_CLICK_BODY else "unsubscribe_page"

@@ -46,7 +46,10 @@ def send_of(token: str) -> tuple[int, bytes] | None:
         return None
     if len(raw) != _ID_BYTES + _MAC_BYTES:
         return None
-    return int.from_bytes(raw[:_ID_BYTES], "big"), raw[_ID_BYTES:]
+    send_id = int.from_bytes(raw[:_ID_BYTES], "big")
+    if send_id >= 2**63:  # no row has it, and no database column holds it
+        return None
+    return send_id, raw[_ID_BYTES:]
 
 
 def verify(
