@@ -131,6 +131,18 @@ def _peak_rss_mib_self() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _scheduled(work: Workload, count: int, elapsed: float) -> None:
+    """A scheduling child's last word: how many it scheduled, how fast, at what peak."""
+    _emit(
+        "done",
+        scheduled=count,
+        due_scheduled=work.due_before(count),
+        seconds=elapsed,
+        peak_rss_mib=_peak_rss_mib_self(),
+    )
+    _linger()
+
+
 def child_cartnudge_schedule(spec: dict[str, Any]) -> None:
     from cartnudge.db.engine import make_engine
     from cartnudge.db.migrate import upgrade
@@ -172,14 +184,7 @@ def child_cartnudge_schedule(spec: dict[str, Any]) -> None:
             next_report += 100_000
     elapsed = time.perf_counter() - started
     engine.dispose()
-    _emit(
-        "done",
-        scheduled=done,
-        due_scheduled=work.due_before(done),
-        seconds=elapsed,
-        peak_rss_mib=_peak_rss_mib_self(),
-    )
-    _linger()
+    _scheduled(work, done, elapsed)
 
 
 def child_cartnudge_waiter(spec: dict[str, Any]) -> None:
@@ -211,14 +216,7 @@ def child_celery_produce(spec: dict[str, Any]) -> None:
         remind.apply_async(args=(i,), eta=datetime.fromtimestamp(work.at(i), UTC))
         i += 1
     elapsed = time.perf_counter() - started
-    _emit(
-        "done",
-        scheduled=i,
-        due_scheduled=work.due_before(i),
-        seconds=elapsed,
-        peak_rss_mib=_peak_rss_mib_self(),
-    )
-    _linger()
+    _scheduled(work, i, elapsed)
 
 
 def _apscheduler(url: str, *, default_grace: bool = False) -> Any:
@@ -259,14 +257,7 @@ def child_apscheduler_schedule(spec: dict[str, Any]) -> None:
         )
         i += 1
     elapsed = time.perf_counter() - started
-    _emit(
-        "done",
-        scheduled=i,
-        due_scheduled=work.due_before(i),
-        seconds=elapsed,
-        peak_rss_mib=_peak_rss_mib_self(),
-    )
-    _linger()
+    _scheduled(work, i, elapsed)
 
 
 def child_apscheduler_run(spec: dict[str, Any]) -> None:

@@ -71,9 +71,9 @@ def repeat(name: str, runs: int, once: Callable[[int], dict[str, Any]]) -> list[
         out.append(result)
         if "latency_ms" in result:
             headline = f"p99 {result['latency_ms']['p99']} ms"
-        elif "events_per_s" in result:
+        elif result.get("events_per_s"):
             headline = f"{result['events_per_s']} events/s"
-        elif "answers_per_s" in result:
+        elif "answers_per_s" in result:  # refused by design: answers, not events
             headline = f"{result['answers_per_s']} answers/s"
         else:
             headline = ", ".join(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -55,6 +57,9 @@ WRITER_MODULE = "cartnudge.intake.writer_process"
 def past(instant: float) -> bool:
     """``time.monotonic()`` has passed ``instant``."""
     return time.monotonic() > instant
+
+
+RECOVERY_TIMEOUT_S = 60.0  # from a restart to acknowledgements flowing again
 
 
 def wait_until(
@@ -543,3 +548,18 @@ def stored(database_url: str) -> Stored:
 
 def sqlite_url(home: Path) -> str:
     return f"sqlite:///{home / 'cartnudge.db'}"
+
+
+def a_random_moment(load: SteadyLoad, served: Served, rng: random.Random, cycle: int) -> int:
+    """Wait for a random moment with deliveries flowing: a random number more
+    acknowledgements (up to about a second's worth), with requests in flight. Returns how
+    many were in flight."""
+    target = len(load.acked) + rng.randint(1, int(load.rate))
+    wait_until(
+        partial(load.has_acked, target),
+        RECOVERY_TIMEOUT_S,
+        f"cycle {cycle}: acknowledgements did not resume",
+        log=served.log_tail,
+    )
+    wait_until(lambda: load.in_flight > 0, 10, "no request in flight")
+    return load.in_flight

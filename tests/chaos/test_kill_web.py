@@ -21,7 +21,6 @@ import random
 import secrets
 import signal
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from cartnudge.testing.postgres import PostgresServer
 from tests.chaos.intake_helpers import (
     Served,
     SteadyLoad,
+    a_random_moment,
     create_shop,
     gone,
     serve_env,
@@ -44,7 +44,6 @@ from tests.tally import record, scaled
 CYCLES = {"sqlite": scaled(2, 50), "postgresql": scaled(1, 25)}
 RATE = scaled(60, 150)  # deliveries per second, offered whatever the server does
 SENDERS = 16
-RECOVERY_TIMEOUT_S = 60.0  # from a restart to acknowledgements flowing again
 DRAIN_TIMEOUT_S = 120.0  # after the last kill, for every delivery to be acknowledged
 # What a cycle kills: the first cycles take these in turn (the short run the first two),
 # later ones pick at random.
@@ -90,18 +89,7 @@ def test_kill_9_under_load_loses_no_acknowledged_event(database_url: str, tmp_pa
         served.start()
         load.start()
         for cycle in range(cycles):
-            # A random moment once the server is taking deliveries again: after a random
-            # number more acknowledgements (up to about a second's worth), with requests
-            # in flight.
-            target = len(load.acked) + rng.randint(1, RATE)
-            wait_until(
-                partial(load.has_acked, target),
-                RECOVERY_TIMEOUT_S,
-                f"cycle {cycle}: acknowledgements did not resume",
-                log=served.log_tail,
-            )
-            wait_until(lambda: load.in_flight > 0, 10, "no request in flight")
-            in_flight_at_kill += load.in_flight
+            in_flight_at_kill += a_random_moment(load, served, rng, cycle)
             mode = modes[cycle] if cycle < len(modes) else rng.choice(modes)
             kills[mode] += 1
             if mode == "writer":

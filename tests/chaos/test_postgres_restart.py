@@ -34,8 +34,10 @@ from cartnudge.db.engine import make_engine
 from cartnudge.shops.cache import TTL_S
 from cartnudge.testing.postgres import PostgresServer
 from tests.chaos.intake_helpers import (
+    RECOVERY_TIMEOUT_S,
     Served,
     SteadyLoad,
+    a_random_moment,
     create_shop,
     past,
     serve_env,
@@ -48,7 +50,6 @@ CYCLES = scaled(2, 12)
 RATE = scaled(50, 100)  # deliveries per second
 SENDERS = 16
 OUTAGE_503S = 20  # answers 503 to see before PostgreSQL comes back
-RECOVERY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 120.0
 
 
@@ -87,15 +88,7 @@ def test_postgresql_restart_means_503_then_recovery_and_no_loss(
         served.start()
         load.start()
         for cycle in range(CYCLES):
-            # Stop at a random moment with deliveries flowing and in flight.
-            target = len(load.acked) + rng.randint(1, RATE)
-            wait_until(
-                partial(load.has_acked, target),
-                RECOVERY_TIMEOUT_S,
-                f"cycle {cycle}: no acknowledgements",
-                log=served.log_tail,
-            )
-            wait_until(lambda: load.in_flight > 0, 10, "no request in flight")
+            a_random_moment(load, served, rng, cycle)  # deliveries flowing, some in flight
             mode = "fast" if cycle % 2 == 0 else "immediate"
             own_postgres.ctl("stop", "-m", mode, "-w")
             down = time.monotonic()  # from here until `up` nothing can be committed

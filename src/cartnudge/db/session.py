@@ -22,3 +22,17 @@ def reading(engine: Engine) -> Iterator[Connection]:
     """A read-only unit of work; whatever it began is rolled back at the end."""
     with engine.connect() as conn:
         yield conn
+
+
+@contextmanager
+def each_statement(engine: Engine) -> Iterator[Connection]:
+    """Statements that each commit on their own, for a write that is one statement and must
+    be durable before the caller goes on (the sender's hand-off): on PostgreSQL that saves
+    the BEGIN and COMMIT round trips. SQLite has no round trips to save (and its driver's
+    autocommit does not mix with our BEGIN IMMEDIATE), so there they share one transaction."""
+    if engine.dialect.name == "sqlite":
+        with writing(engine) as conn:
+            yield conn
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        yield conn

@@ -175,7 +175,9 @@ class SenderRepository:
 
     def hand_off(self, send_id: int, now: datetime) -> str | None:
         """Mark the send handed over, now; or, when it may not go any more, withdraw it
-        (skipped, with why) and return why. ``None``: hand it to the provider."""
+        (skipped, with why) and return why. ``None``: hand it to the provider. Each
+        statement may commit on its own: the mark is one statement, and the withdrawal
+        touches only a send still claimed and never handed over."""
         if self.conn.execute(_HAND_OFF, {"send_id": send_id, "now": now}).rowcount:
             return None
         status = self.conn.execute(_CART_STATUS, {"send_id": send_id}).scalar()

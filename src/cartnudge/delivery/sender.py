@@ -41,7 +41,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cartnudge.db.models import CartStatus, ConsentKind, SendStatus
-from cartnudge.db.session import writing
+from cartnudge.db.session import each_statement, writing
 from cartnudge.delivery.policy import (
     MAX_ATTEMPTS,
     Defer,
@@ -429,7 +429,7 @@ def _hand_off(engine: Engine, item: Outgoing, clock: Callable[[], datetime]) -> 
     """Commit the hand-off just before the provider is called (``None``), or say why the
     email must not go: the cart changed since the claim, or the database is unreachable."""
     try:
-        with writing(engine) as conn:
+        with each_statement(engine) as conn:
             return SenderRepository(conn).hand_off(item.send_id, clock())
     except SQLAlchemyError as exc:
         log.warning("send %s not handed over: %s", item.send_id, type(exc).__name__)
