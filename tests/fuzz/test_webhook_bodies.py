@@ -305,7 +305,10 @@ def _encode(draw: st.DrawFn, payload: Any) -> bytes:
     if shape == "ascii_json":
         return ascii_text
     if shape == "truncated" and len(text) > 1:
-        return text[: draw(st.integers(1, len(text) - 1))]
+        # Where to cut, drawn as a share of the length: a body may carry the time it was
+        # built (a fresh signature's), so its length can differ when hypothesis replays it.
+        share = draw(st.integers(1, 999))
+        return text[: max(1, len(text) * share // 1000)]
     if shape == "not_utf8":
         return b'{"x": "\xff\xfe"}'
     if shape == "empty":
