@@ -143,6 +143,23 @@ def _scheduled(work: Workload, count: int, elapsed: float) -> None:
     _linger()
 
 
+def _schedule_each(work: Workload, time_limit: float, schedule: Callable[[int], Any]) -> None:
+    """Schedule reminder 0, 1, 2, … one call each until all are or the time limit passes
+    (checked every thousand); report progress every 100,000, then the total."""
+    started = time.perf_counter()
+    deadline = started + time_limit
+    i = 0
+    while i < work.count:
+        if i % 1000 == 0:
+            if time.perf_counter() >= deadline:
+                break
+            if i and i % 100_000 == 0:
+                _emit("progress", scheduled=i, seconds=round(time.perf_counter() - started, 1))
+        schedule(i)
+        i += 1
+    _scheduled(work, i, time.perf_counter() - started)
+
+
 def child_cartnudge_schedule(spec: dict[str, Any]) -> None:
     from cartnudge.db.engine import make_engine
     from cartnudge.db.migrate import upgrade
@@ -204,19 +221,11 @@ def child_celery_produce(spec: dict[str, Any]) -> None:
     from bench.peer_tasks import remind
 
     work = Workload(**spec["workload"])
-    started = time.perf_counter()
-    deadline = started + spec["time_limit"]
-    i = 0
-    while i < work.count:
-        if i % 1000 == 0:
-            if time.perf_counter() >= deadline:
-                break
-            if i and i % 100_000 == 0:
-                _emit("progress", scheduled=i, seconds=round(time.perf_counter() - started, 1))
-        remind.apply_async(args=(i,), eta=datetime.fromtimestamp(work.at(i), UTC))
-        i += 1
-    elapsed = time.perf_counter() - started
-    _scheduled(work, i, elapsed)
+    _schedule_each(
+        work,
+        spec["time_limit"],
+        lambda i: remind.apply_async(args=(i,), eta=datetime.fromtimestamp(work.at(i), UTC)),
+    )
 
 
 def _apscheduler(url: str, *, default_grace: bool = False) -> Any:
@@ -239,25 +248,17 @@ def child_apscheduler_schedule(spec: dict[str, Any]) -> None:
     # Started paused: add_job then writes straight to the job store (a stopped scheduler
     # would keep the jobs in memory until start) and nothing fires while scheduling.
     scheduler.start(paused=True)
-    started = time.perf_counter()
-    deadline = started + spec["time_limit"]
-    i = 0
-    while i < work.count:
-        if i % 1000 == 0:
-            if time.perf_counter() >= deadline:
-                break
-            if i and i % 100_000 == 0:
-                _emit("progress", scheduled=i, seconds=round(time.perf_counter() - started, 1))
-        scheduler.add_job(
+    _schedule_each(
+        work,
+        spec["time_limit"],
+        lambda i: scheduler.add_job(
             "bench.peers:record_fire",
             trigger="date",
             run_date=datetime.fromtimestamp(work.at(i), UTC),
             args=(i,),
             id=f"r{i}",
-        )
-        i += 1
-    elapsed = time.perf_counter() - started
-    _scheduled(work, i, elapsed)
+        ),
+    )
 
 
 def child_apscheduler_run(spec: dict[str, Any]) -> None:
