@@ -19,9 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -29,14 +28,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from aiosmtpd.smtp import Envelope, Session
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from cartnudge.db.models import Cart, CartKey, Send, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import add_shop
 from cartnudge.shops.versioned import set_document
-from cartnudge.testing.postgres import PostgresServer
 from cartnudge.testing.smtp import SmtpSink
 from cartnudge.timing.service import RULES
 
@@ -174,25 +172,6 @@ def send_id_counts(arrivals: list[Arrival]) -> Counter[int]:
 
 
 # -- the database -------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def fresh_postgres(server: PostgresServer, prefix: str) -> Iterator[str]:
-    """A new, empty database on the session's server, dropped afterwards."""
-    from cartnudge.db.engine import make_engine
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server.url, pool_size=1)
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        try:
-            yield server.url.rsplit("/", 1)[0] + "/" + name
-        finally:
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    finally:
-        admin.dispose()
 
 
 def add_sending_shop(

@@ -18,15 +18,12 @@ before they were acknowledged, which is allowed; the reverse is not.
 from __future__ import annotations
 
 import random
-import secrets
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
-from cartnudge.db.engine import make_engine
 from cartnudge.testing.postgres import PostgresServer
 from tests.chaos.intake_helpers import (
     Served,
@@ -57,18 +54,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield sqlite_url(tmp_path / "home")
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = f"chaos_kill_{secrets.token_hex(4)}"
-    admin = make_engine(server.url, pool_size=1)
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        try:
-            yield server.url.rsplit("/", 1)[0] + "/" + name
-        finally:
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    finally:
-        admin.dispose()
+    with server.database("chaos_kill") as url:
+        yield url
 
 
 @pytest.mark.timeout(scaled(300, 3600))  # the full run takes minutes on a busy machine

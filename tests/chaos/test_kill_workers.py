@@ -39,7 +39,6 @@ from tests.chaos.delivery_helpers import (
     add_sending_shop,
     carts_t,
     child_env,
-    fresh_postgres,
     insert_carts,
     send_id_counts,
     send_rows,
@@ -84,7 +83,7 @@ def test_kill_9_mid_batch_sends_each_reminder_at_most_once_and_strands_none(
     with ExitStack() as stack:
         if kind == "postgresql":
             server = request.getfixturevalue("postgres_server")
-            url = stack.enter_context(fresh_postgres(server, "chaos_kill"))
+            url = stack.enter_context(server.database("chaos_kill"))
         else:
             url = f"sqlite:///{tmp_path / 'kill.db'}"
         engine = make_engine(url, pool_size=2)

@@ -52,7 +52,6 @@ from tests.chaos.delivery_helpers import (
     add_sending_shop,
     carts_t,
     child_env,
-    fresh_postgres,
     insert_carts,
     send_rows,
     start_web,
@@ -90,7 +89,7 @@ def test_no_reminder_leaves_after_the_purchase_is_stored(
     logs = tmp_path / "logs"
     logs.mkdir()
     with ExitStack() as stack:
-        url = stack.enter_context(fresh_postgres(postgres_server, "chaos_race"))
+        url = stack.enter_context(postgres_server.database("chaos_race"))
         engine = make_engine(url, pool_size=2)
         stack.callback(engine.dispose)
         upgrade(engine)

@@ -43,15 +43,14 @@ from cartnudge.intake.endpoints import IntakeContext, Webhooks
 from cartnudge.intake.examples import (
     ExampleRequest,
     signed_shopify,
-    signed_storefront,
     signed_stripe,
-    storefront_event,
 )
 from cartnudge.intake.service import Delivery, Outcome
 from cartnudge.intake.writer import IngestWriter
 from cartnudge.shops.cache import ShopCache
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, load_fixture
+from tests.intake.helpers import storefront_life
 from tests.intake.test_stripe_lane import expired_event
 from tests.tally import record, scaled
 
@@ -126,28 +125,7 @@ def fixture_deliveries(shop: ShopRecord) -> list[ExampleRequest]:
     out.append(signed_stripe(shop, recovery, now))
     out.append(signed_stripe(shop, load_fixture("stripe/event.object.openapi_fixture.json"), now))
 
-    # storefront: a cart's whole life, with a late update after its order, and a second
-    # cart of the keyless order's shopper.
-    for minutes, kind, email in [
-        (0, "cart_updated", None),
-        (5, "checkout_started", "carol@example.com"),
-        (9, "cart_saved", None),
-        (30, "order_placed", None),
-        (45, "cart_updated", None),
-    ]:
-        event: dict[str, Any] = storefront_event(
-            cart_id="sf-1",
-            event_id=f"sf-{minutes}",
-            occurred_at=T0 + timedelta(minutes=minutes),
-            kind=kind,
-            email=email,
-            order_id="sf-order-1" if kind == "order_placed" else None,
-        )
-        out.append(signed_storefront(shop, event, now, msg_id=f"msg-sf-{minutes}"))
-    second = storefront_event(
-        cart_id="sf-2", event_id="sf2", occurred_at=T0, email="carol@example.com"
-    )
-    out.append(signed_storefront(shop, second, now, msg_id="msg-sf2"))
+    out += storefront_life(shop, now)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -17,8 +18,10 @@ from cartnudge.intake.examples import (
     signed_shopify,
     signed_storefront,
     signed_stripe,
+    storefront_event,
 )
 from cartnudge.shops.repository import ShopRecord
+from tests.conftest import T0
 
 
 def post(client: TestClient, request: ExampleRequest) -> Response:
@@ -91,3 +94,31 @@ def stripe_completed_event(session_id: str) -> dict[str, Any]:
     event["type"] = "checkout.session.completed"
     event["data"]["object"].update(status="complete", payment_status="paid")
     return event
+
+
+def storefront_life(shop: ShopRecord, now: datetime) -> list[ExampleRequest]:
+    """A storefront cart's whole life (a late update after its order included), and a
+    second cart of the same shopper first seen with only her address: signed, each with a
+    fixed delivery id, so that copies are replays."""
+    out = []
+    for minutes, kind, email in [
+        (0, "cart_updated", None),
+        (5, "checkout_started", "carol@example.com"),
+        (9, "cart_saved", None),
+        (30, "order_placed", None),
+        (45, "cart_updated", None),
+    ]:
+        event: dict[str, Any] = storefront_event(
+            cart_id="sf-1",
+            event_id=f"sf-{minutes}",
+            occurred_at=T0 + timedelta(minutes=minutes),
+            kind=kind,
+            email=email,
+            order_id="sf-order-1" if kind == "order_placed" else None,
+        )
+        out.append(signed_storefront(shop, event, now, msg_id=f"msg-sf-{minutes}"))
+    second = storefront_event(
+        cart_id="sf-2", event_id="sf2", occurred_at=T0, email="carol@example.com"
+    )
+    out.append(signed_storefront(shop, second, now, msg_id="msg-sf2"))
+    return out

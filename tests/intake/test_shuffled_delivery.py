@@ -14,13 +14,11 @@ from cartnudge.clock import system_clock
 from cartnudge.intake.examples import (
     ExampleRequest,
     signed_shopify,
-    signed_storefront,
     signed_stripe,
-    storefront_event,
 )
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, load_fixture
-from tests.intake.helpers import cart_state, post, stored_counts
+from tests.intake.helpers import cart_state, post, stored_counts, storefront_life
 from tests.intake.test_stripe_lane import expired_event
 
 
@@ -50,34 +48,7 @@ def deliveries(shop: ShopRecord) -> list[ExampleRequest]:
     ]
     for index, cart in enumerate(load_fixture("shopify/rest/carts.json")["carts"]):
         out.append(signed_shopify(shop, "carts/update", cart, webhook_id=f"c{index}"))
-    # A storefront cart's whole life, including a late update after the order.
-    for minutes, kind, email in [
-        (0, "cart_updated", None),
-        (5, "checkout_started", "carol@example.com"),
-        (9, "cart_saved", None),
-        (30, "order_placed", None),
-        (45, "cart_updated", None),
-    ]:
-        event: dict[str, Any] = storefront_event(
-            cart_id="sf-1",
-            event_id=f"sf-{minutes}",
-            occurred_at=T0 + timedelta(minutes=minutes),
-            kind=kind,
-            email=email,
-            order_id="sf-order-1" if kind == "order_placed" else None,
-        )
-        out.append(signed_storefront(shop, event, now, msg_id=f"msg-sf-{minutes}"))
-    # An email-only match the other way round: cart first seen after its keyless order.
-    out.append(
-        signed_storefront(
-            shop,
-            storefront_event(
-                cart_id="sf-2", event_id="sf2", occurred_at=T0, email="carol@example.com"
-            ),
-            now,
-            msg_id="msg-sf2",
-        )
-    )
+    out += storefront_life(shop, now)
     return out
 
 

@@ -379,18 +379,12 @@ def fresh_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         engine.dispose()
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    admin = make_engine(server.url)
-    name = f"fresh_{os.getpid()}_{threading.get_ident()}"
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    engine = make_engine(server.url.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f"DROP DATABASE {name}"))
-        admin.dispose()
+    with server.database("fresh") as url:
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def test_migration_seals_the_secrets_stored_in_clear_and_the_downgrade_opens_them(

@@ -13,6 +13,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -120,6 +122,30 @@ class PostgresServer:
             with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
                 self.ctl("stop", "-m", "immediate", "-w")
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def database(self, prefix: str) -> Iterator[str]:
+        """A new, empty database on this server, as a URL; dropped on exit, connections or
+        not (a test that killed its processes may leave some behind)."""
+        from sqlalchemy import text
+
+        from cartnudge.db.engine import make_engine
+
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        admin = make_engine(self.url, pool_size=1)
+
+        def run(sql: str) -> None:
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(sql))
+
+        try:
+            run(f"CREATE DATABASE {name}")
+            try:
+                yield self.url.rsplit("/", 1)[0] + "/" + name
+            finally:
+                run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            admin.dispose()
 
     def __enter__(self) -> PostgresServer:
         return self.start()
