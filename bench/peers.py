@@ -449,6 +449,20 @@ class FireLog:
     def duplicates(self) -> int:
         return self.runs - len(self.ids)
 
+    def reached(self, child: Child, until: int, first: list[float]) -> Callable[[], bool]:
+        """A poll for ``poll_until``: have ``until`` reminders run? Notes in ``first`` how
+        long after ``child`` started the first one ran; raises if ``child`` has died."""
+
+        def check() -> bool:
+            n = self.poll()
+            if n and not first:
+                first.append(time.perf_counter() - child.started)
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited:\n{child.tail()}")
+            return n >= until
+
+        return check
+
 
 class RedisServer:
     """Debian's redis-server on a free port with its data in ``directory``.
@@ -1020,14 +1034,7 @@ def run_celery(opts: argparse.Namespace, tmp: Path) -> Result:
         worker = _celery_worker(server.url, fire_log.path, logdir, "celery-worker")
         first: list[float] = []
 
-        def all_due_fired() -> bool:
-            n = fire_log.poll()
-            if n and not first:
-                first.append(time.perf_counter() - worker.started)
-            if not worker.alive():
-                raise RuntimeError(f"celery worker exited:\n{worker.tail()}")
-            return n >= result.due_scheduled
-
+        all_due_fired = fire_log.reached(worker, result.due_scheduled, first)
         fired_all, waited = poll_until(all_due_fired, opts.fire_limit)
         read = result.scheduled - int(client.llen(CELERY_QUEUE))
         read_rate = read / waited if waited else math.nan
@@ -1168,15 +1175,7 @@ def _apscheduler_fire(
     child.name = name
     first: list[float] = []
 
-    def fired() -> bool:
-        n = fire_log.poll()
-        if n and not first:
-            first.append(time.perf_counter() - child.started)
-        if not child.alive():
-            raise RuntimeError(f"{name} exited:\n{child.tail()}")
-        return n >= until
-
-    reached, waited = poll_until(fired, timeout)
+    reached, waited = poll_until(fire_log.reached(child, until, first), timeout)
     return child, reached, waited, first[0] if first else None
 
 
