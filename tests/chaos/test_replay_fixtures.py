@@ -334,16 +334,6 @@ def request_identity(request: ExampleRequest) -> tuple[str, str]:
 
 
 # -- the test -----------------------------------------------------------------------------
-# Known, not yet fixed (the order matching in carts/service.py depends on arrival order):
-# an order naming no cart is linked by email to whichever unbought cart of that address
-# exists when it arrives (lowest id), and the link is never revisited when a later event
-# shows that cart was bought by another order; the inbox row of such an order is not linked
-# to the cart it later buys; and the same order id arriving twice with different totals
-# keeps the first. Strict: this test starts failing the build the day those are fixed,
-# so the marker cannot outlive the bugs.
-@pytest.mark.xfail(
-    strict=True, reason="order matching depends on arrival order (see the comment above)"
-)
 @pytest.mark.parametrize("mode", ["one by one", "in batches"])
 def test_three_shuffled_copies_of_every_fixture_end_as_one_ordered_pass(
     client: TestClient, engine: Engine, make_shop: MakeShop, clock: FrozenClock, mode: str

@@ -4,26 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cartnudge.db.models import (
     AuditEntry,
     Cart,
     CartKey,
-    CartStatus,
     InboxEvent,
     Order,
     Send,
     table_of,
 )
-from cartnudge.db.portable import (
-    insert_ignore,
-    insert_many_ids,
-    insert_many_ignore,
-    insert_many_returning,
-)
+from cartnudge.db.portable import insert_many_ids, insert_many_returning
 from cartnudge.db.types import UtcDateTime
 
 carts = table_of(Cart)
@@ -36,10 +43,9 @@ sends = table_of(Send)
 # Built once, executed with parameter dicts (see cartnudge.db.portable).
 _UPDATE_CART = update(carts).where(carts.c.id == bindparam("_cart_id"))
 _INSERT_AUDIT = insert(audit)
-_UNBOUGHT_NEAR = select(carts.c.id).where(
+_NEAR_BY_EMAIL = select(carts.c.id).where(
     carts.c.shop_id == bindparam("shop_id"),
     carts.c.email_key == bindparam("email_key"),
-    carts.c.status != CartStatus.BOUGHT.value,
     carts.c.first_activity_at <= bindparam("at", type_=UtcDateTime()),
     carts.c.last_activity_at >= bindparam("since", type_=UtcDateTime()),
 )
@@ -59,6 +65,7 @@ _LOAD_BY_IDS = (
 _KEYLESS_ORDERS_BY_EMAIL = select(
     orders.c.id,
     orders.c.shop_id,
+    orders.c.cart_id,
     orders.c.email_key,
     orders.c.source,
     orders.c.external_id,
@@ -68,11 +75,41 @@ _KEYLESS_ORDERS_BY_EMAIL = select(
     orders.c.email_key.in_(bindparam("email_keys", expanding=True)),
     orders.c.has_cart_keys.is_(False),
 )
+_BOUGHT_BY_EMAIL = select(
+    carts.c.id, carts.c.shop_id, carts.c.email_key, carts.c.order_ref, carts.c.last_activity_at
+).where(
+    carts.c.shop_id == bindparam("shop_id"),
+    carts.c.email_key.in_(bindparam("email_keys", expanding=True)),
+    carts.c.order_ref.is_not(None),
+)
 _SET_ORDER_CART = (
     update(orders)
-    .where(orders.c.id == bindparam("_order_id"), orders.c.cart_id.is_(None))
+    .where(orders.c.id == bindparam("_order_id"))
     .values(cart_id=bindparam("_cart_id"))
 )
+
+
+@cache
+def _record_orders(dialect: str) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(orders)
+    new = stmt.excluded
+    newer = or_(orders.c.version.is_(None), orders.c.version < new.version)
+    return stmt.on_conflict_do_update(
+        index_elements=["shop_id", "source", "external_id"],
+        set_={
+            **{
+                name: case((newer, new[name]), else_=orders.c[name])
+                for name in ("placed_at", "email_key", "currency", "total_minor", "version")
+            },
+            "has_cart_keys": or_(orders.c.has_cart_keys, new.has_cart_keys),
+            # A cart the order named stays its cart; one matched by email gives way to it.
+            "cart_id": case(
+                (orders.c.has_cart_keys, func.coalesce(orders.c.cart_id, new.cart_id)),
+                else_=func.coalesce(new.cart_id, orders.c.cart_id),
+            ),
+        },
+    )
 
 
 class CartRepository:
@@ -121,16 +158,28 @@ class CartRepository:
         return {(r.shop_id, r.kind, r.value) for r in inserted}
 
     def record_orders(self, rows: list[dict[str, Any]]) -> None:
-        insert_many_ignore(self.conn, orders, rows, conflict=("shop_id", "source", "external_id"))
+        """Insert orders; an order already stored takes a newer delivery's snapshot (its
+        ``version``), counts as naming a cart if any delivery of it did, and keeps the
+        cart one named."""
+        if rows:
+            self.conn.execute(_record_orders(self.conn.dialect.name), rows)
 
     def keyless_orders_by_email(self, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
+        return self._by_email(_KEYLESS_ORDERS_BY_EMAIL, pairs)
+
+    def bought_by_email(self, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
+        """Carts of these (shop, email) pairs that name an order."""
+        return self._by_email(_BOUGHT_BY_EMAIL, pairs)
+
+    def _by_email(self, stmt: Any, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
+        """One query per shop with ``email_key IN (...)`` (see ``_CARTS_FOR_KEYS``)."""
         keys_of: dict[int, set[str]] = {}
         for shop_id, key in pairs:
             keys_of.setdefault(shop_id, set()).add(key)
         found: list[Any] = []
         for shop_id, keys in sorted(keys_of.items()):
             params = {"shop_id": shop_id, "email_keys": sorted(keys)}
-            found += self.conn.execute(_KEYLESS_ORDERS_BY_EMAIL, params).all()
+            found += self.conn.execute(stmt, params).all()
         return found
 
     def audit_many(self, rows: list[dict[str, Any]]) -> None:
@@ -173,24 +222,18 @@ class CartRepository:
         stmt = select(keys_t.c.kind, keys_t.c.value).where(keys_t.c.cart_id == cart_id)
         return [(row.kind, row.value) for row in self.conn.execute(stmt.order_by(keys_t.c.kind))]
 
-    def unbought_by_email_near(
-        self, shop_id: int, email_key: str, at: datetime, window_s: int
-    ) -> list[int]:
-        """Carts of this email with activity overlapping [at - window, at], not yet bought."""
+    def near_by_email(self, shop_id: int, email_key: str, at: datetime, window_s: int) -> list[int]:
+        """Carts of this email with activity overlapping [at - window, at], bought or not."""
         params = {
             "shop_id": shop_id,
             "email_key": email_key,
             "at": at,
             "since": at - timedelta(seconds=window_s),
         }
-        return sorted(self.conn.execute(_UNBOUGHT_NEAR, params).scalars())
+        return sorted(self.conn.execute(_NEAR_BY_EMAIL, params).scalars())
 
     # -- orders ------------------------------------------------------------------------
-    def record_order(self, values: dict[str, Any]) -> int | None:
-        """The new order's id, or ``None`` if it was already recorded."""
-        return insert_ignore(
-            self.conn, orders, values, conflict=("shop_id", "source", "external_id")
-        )
-
-    def set_order_cart(self, order_pk: int, cart_id: int) -> None:
-        self.conn.execute(_SET_ORDER_CART, {"_order_id": order_pk, "_cart_id": cart_id})
+    def set_order_carts(self, rows: list[dict[str, Any]]) -> None:
+        """Each row names its order as ``_order_id`` and the cart as ``_cart_id``."""
+        if rows:
+            self.conn.execute(_SET_ORDER_CART, rows)

@@ -22,7 +22,7 @@ from typing import Any
 from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import CartState, fold, join, mark_bought, new_state
 from cartnudge.db.models import CartStatus, ConsentKind
-from cartnudge.intake.events import CartEvent, email_key, order_version
+from cartnudge.intake.events import CartEvent, email_key, order_version, version_of
 from cartnudge.privacy.consent import entry as consent_entry
 from cartnudge.privacy.ledger_repository import LedgerRepository
 from cartnudge.shops.repository import ShopRecord
@@ -95,19 +95,21 @@ class _Groups:
 def apply_events(
     repo: CartRepository, items: Sequence[tuple[ShopRecord, CartEvent]], now: datetime
 ) -> list[Applied]:
-    """Apply every event; return each event's cart (``None`` if it matched none)."""
+    """Apply every event; return each event's cart (``None`` if it named none)."""
     batch = _Batch(repo, items, now)
     batch.fold_groups()
     batch.write()
     # Orders that name no cart buy the same shopper's carts by email (rare). They read
-    # what the batch has just written; the join rules make that order-independent.
-    for i, (shop, event) in enumerate(items):
+    # what the batch has just written; the join rules make that order-independent. Their
+    # own event names no cart: which cart such an order bought can change as later events
+    # arrive, so that answer lives on the order (``_name_keyless_orders``).
+    addresses = set(batch.orders)
+    for shop, event in items:
         if not event.keys and event.order is not None:
-            order_id = repo.record_order(_order_row(shop, event, now))
-            cart_id = _match_order_by_email(repo, shop, event, now)
-            batch.results[i] = Applied(cart_id)
-            if order_id is not None and cart_id is not None:
-                repo.set_order_cart(order_id, cart_id)
+            repo.record_orders([_order_row(shop, event, now)])
+            if key := _match_order_by_email(repo, shop, event, now):
+                addresses.add((shop.id, key))
+    _name_keyless_orders(repo, addresses)
     return batch.results
 
 
@@ -135,7 +137,6 @@ class _Batch:
         self.updates: list[dict[str, Any]] = []
         self.audits: list[tuple[int, dict[str, Any]]] = []  # (group index, row)
         self.order_rows: list[tuple[int, dict[str, Any]]] = []
-        self.email_matches: list[tuple[int, int]] = []  # (order id, group index)
         self.consents: list[tuple[int, dict[str, Any]]] = []  # (group index, ledger row)
         self.group_cart: dict[int, int] = {}
 
@@ -157,9 +158,7 @@ class _Batch:
             if event.order is not None:
                 self.order_rows.append((index, _order_row(shop, event, now)))
         assert state is not None
-        candidates = self.orders.get((shop.id, state.email_key or ""))
-        state, matched = _buy_by_email(state, candidates, shop)
-        self.email_matches += [(order_id, index) for order_id in matched]
+        state = _buy_by_email(state, self.orders.get((shop.id, state.email_key or "")), shop)
         stored = present[0] if present else None
         rules = self.rules[shop.id].value
         values = {
@@ -217,8 +216,6 @@ class _Batch:
         if any(k not in self.known and k not in inserted for k in wanted):
             raise ConcurrentChange("another writer created a cart for the same key meanwhile")
         repo.record_orders([{**row, "cart_id": self.group_cart[i]} for i, row in self.order_rows])
-        for order_id, index in self.email_matches:
-            repo.set_order_cart(order_id, self.group_cart[index])
         repo.audit_many(
             [{**row, "cart_id": self.group_cart[index]} for index, row in created + self.audits]
         )
@@ -310,23 +307,40 @@ def _keyless_orders_index(
     return index
 
 
-def _buy_by_email(
-    state: CartState, candidates: list[Any] | None, shop: ShopRecord
-) -> tuple[CartState, list[int]]:
+def _buy_by_email(state: CartState, candidates: list[Any] | None, shop: ShopRecord) -> CartState:
     """Orders that named no cart buy this cart if the shopper (same email) was active on it
-    within the shop's window before the order. Returns the state and those orders' ids."""
-    if not candidates or state.status is CartStatus.BOUGHT:
-        return state, []
+    within the shop's window before the order. Applied whether or not the cart is bought
+    already: the versions decide which order names it, whatever arrived first."""
     window = timedelta(seconds=shop.order_match_window_s)
-    matched = []
-    for order in sorted(candidates, key=lambda o: (o.placed_at, o.id)):
+    for order in candidates or ():
         if state.first_activity_at <= order.placed_at <= state.last_activity_at + window:
             version = order_version(order.placed_at, order.source, order.external_id)
             state = mark_bought(
                 state, at=order.placed_at, order_ref=order.external_id, version=version
             )
-            matched.append(order.id)
-    return state, matched
+    return state
+
+
+def _name_keyless_orders(repo: CartRepository, addresses: set[tuple[int, str]]) -> None:
+    """Each order of these (shop, email) pairs that named no cart names the cart it bought:
+    of the carts whose order it is, the one the shopper was active on last (then the
+    lowest id), or none. Worked out again from the stored carts every time, so it does
+    not depend on which events arrived first, and an order that loses its cart to an
+    order that named it moves on."""
+    if not addresses:
+        return
+    best: dict[tuple[int, str, str], int] = {}
+    carts = repo.bought_by_email(addresses)
+    for cart in sorted(carts, key=lambda c: (c.last_activity_at, -c.id)):
+        best[(cart.shop_id, cart.email_key, cart.order_ref)] = cart.id  # the last one wins
+    repo.set_order_carts(
+        [
+            {"_order_id": order.id, "_cart_id": named}
+            for order in repo.keyless_orders_by_email(addresses)
+            if (named := best.get((order.shop_id, order.email_key, order.external_id)))
+            != order.cart_id
+        ]
+    )
 
 
 def _order_row(shop: ShopRecord, event: CartEvent, now: datetime) -> dict[str, Any]:
@@ -342,6 +356,9 @@ def _order_row(shop: ShopRecord, event: CartEvent, now: datetime) -> dict[str, A
         "has_cart_keys": bool(event.keys),
         "cart_id": None,
         "created_at": now,
+        "version": version_of(
+            event.order.updated_at or event.occurred_at, event.source, event.external_id
+        ),
     }
 
 
@@ -367,17 +384,14 @@ def _audit(
 
 def _match_order_by_email(
     repo: CartRepository, shop: ShopRecord, event: CartEvent, now: datetime
-) -> int | None:
-    """An order that names no cart: the same shopper's carts active near it are bought."""
+) -> str | None:
+    """An order that names no cart: the same shopper's carts active near it are bought.
+    Returns the address it was matched on (``None`` without one)."""
     assert event.order is not None
     key = email_key(event.email)
     if key is None:
         return None
-    ids = repo.unbought_by_email_near(
-        shop.id, key, event.order.placed_at, shop.order_match_window_s
-    )
-    if not ids:
-        return None
+    ids = repo.near_by_email(shop.id, key, event.order.placed_at, shop.order_match_window_s)
     version = order_version(event.order.placed_at, event.source, event.order.external_id)
     audits = []
     for cart_id, row in repo.load_many(ids).items():
@@ -385,11 +399,14 @@ def _match_order_by_email(
         after = mark_bought(
             before, at=event.order.placed_at, order_ref=event.order.external_id, version=version
         )
+        if after == before:
+            continue
         repo.update(cart_id, {**after.as_row(), "next_wake_at": None}, now)
-        change = _audit(
-            shop, now, f"intake:{event.source}", f"status:{after.status.value}",
-            after.status_reason, _summary(before), _summary(after),
-        )  # fmt: skip
-        audits.append({**change, "cart_id": cart_id})
+        if after.status is not before.status:
+            change = _audit(
+                shop, now, f"intake:{event.source}", f"status:{after.status.value}",
+                after.status_reason, _summary(before), _summary(after),
+            )  # fmt: skip
+            audits.append({**change, "cart_id": cart_id})
     repo.audit_many(audits)
-    return ids[0]
+    return key

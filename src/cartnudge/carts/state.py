@@ -205,9 +205,12 @@ def _purchase(
     state: CartState, at: datetime, ref: str | None, version: str, versions: dict[str, str]
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
-    if state.bought_at is None or at < state.bought_at:
+    # The first purchase (by version) says when the cart was bought, and the first order
+    # names it, whatever order they arrive in. A purchase that named the cart comes
+    # before any matched by the shopper's address (see ``order_version``).
+    if state.bought_at is None or version < versions.get("bought", "~~"):
+        versions["bought"] = version
         changes["bought_at"] = at
-    # The first order (by version) names the cart's order, whatever order they arrive in.
     if ref is not None and ("order" not in versions or version < versions["order"]):
         versions["order"] = version
         changes["order_ref"] = ref
@@ -229,8 +232,12 @@ def join(a: CartState, b: CartState) -> CartState:
         changes["status"], changes["status_reason"] = b.status, b.status_reason
         if "status" in b.versions:
             versions["status"] = b.versions["status"]
-    if b.bought_at is not None and (a.bought_at is None or b.bought_at < a.bought_at):
+    if b.bought_at is not None and (
+        a.bought_at is None or b.versions.get("bought", "~~") < a.versions.get("bought", "~~")
+    ):
         changes["bought_at"] = b.bought_at
+        if "bought" in b.versions:
+            versions["bought"] = b.versions["bought"]
     if "order" in b.versions and (
         "order" not in versions or b.versions["order"] < versions["order"]
     ):

@@ -56,6 +56,7 @@ class OrderInfo:
     placed_at: datetime
     total_minor: int | None = None
     currency: str | None = None
+    updated_at: datetime | None = None  # when the source last changed the order, if it says
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,10 @@ def version_of(at: datetime, source: str, ident: str) -> str:
 
 
 def order_version(placed_at: datetime, source: str, order_id: str) -> str:
-    """The version of a purchase matched by email: the same whichever side arrives first."""
-    return version_of(placed_at, source, f"order:{order_id}")
+    """The version of a purchase matched by email: the same whichever side arrives first,
+    and after that of any event (``~`` sorts after every instant), so an order that named
+    its cart outranks one matched by the shopper's address."""
+    return "~" + version_of(placed_at, source, f"order:{order_id}")
 
 
 def email_key(email: str | None) -> str | None:

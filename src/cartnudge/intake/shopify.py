@@ -151,6 +151,10 @@ def _order(topic: str, delivery_id: str, payload: dict[str, Any], shop_currency:
         first_name=_first_name(payload),
         locale=f.text(payload, "customer_locale"),
         order=OrderInfo(
-            external_id=order_id, placed_at=placed_at, total_minor=total, currency=code
+            external_id=order_id,
+            placed_at=placed_at,
+            total_minor=total,
+            currency=code,
+            updated_at=f.instant(payload, "updated_at"),
         ),
     )
