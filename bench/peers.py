@@ -192,7 +192,9 @@ def child_cartnudge_schedule(spec: dict[str, Any]) -> None:
         n = min(CHUNK, work.count - done)
         due_n = work.due_before(done + n) - work.due_before(done)
         if due_n:
-            insert_open_carts(engine, shop.id, due_n, active_at=due_active, wake_at=due_wake)
+            insert_open_carts(
+                engine, shop.id, due_n, active_at=due_active, wake_at=due_wake, shoppers=True
+            )
         future = datetime.fromtimestamp(work.future_at(done), UTC)
         insert_open_carts(engine, shop.id, n - due_n, active_at=t0, wake_at=future)
         done += n

@@ -33,7 +33,8 @@ def fill(engine: Engine, due: int, waiting: int) -> None:
         shop = add_shop(
             conn, slug="bench", name="Bench", timezone="Europe/London", currency="EUR", now=T0
         )
-    insert_open_carts(engine, shop.id, due, active_at=T0, wake_at=DUE_AT)
+    # The due ones have an address: a cart without one is only ever closed, never reminded.
+    insert_open_carts(engine, shop.id, due, active_at=T0, wake_at=DUE_AT, shoppers=True)
     insert_open_carts(engine, shop.id, waiting, active_at=T0, wake_at=T0 + timedelta(days=3))
 
 

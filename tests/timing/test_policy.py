@@ -54,6 +54,7 @@ def carts(draw: st.DrawFn) -> CartClock:
         currency=draw(st.sampled_from(["EUR", "JPY", "KWD", "USD"])),
         reminders_sent=sent,
         last_reminder_at=last_reminder,
+        reachable=draw(st.booleans()),
     )
 
 
@@ -70,6 +71,25 @@ def test_only_open_carts_are_ever_reminded(cart: CartClock, r: Rules, now: datet
         assert isinstance(move, Leave)
     if isinstance(move, Remind):
         assert cart.status is CartStatus.OPEN
+
+
+@given(carts(), rules(), instants)
+def test_a_cart_without_an_address_is_never_reminded(
+    cart: CartClock, r: Rules, now: datetime
+) -> None:
+    assert not isinstance(decide(replace(cart, reachable=False), r, now), Remind)
+
+
+def test_a_cart_without_an_address_is_closed_when_it_would_have_been_given_up() -> None:
+    r = Rules(tiers=(Tier.model_validate({"name": "all", "from": 0, "waits": ["1h", "1d"]}),))
+    anonymous = CartClock(CartStatus.OPEN, T0, 1000, "EUR", 0, None, reachable=False)
+    # 1 h + 1 d of waits, then the rules' 2 d: as late as a cart whose steps all went out.
+    closing = T0 + timedelta(hours=1, days=3)
+
+    assert decide(anonymous, r, T0 + timedelta(hours=1)) == Wait(closing)
+    assert decide(anonymous, r, closing) == GiveUp("no address to remind")
+    # Given an address, the same cart's first reminder is due after the first wait.
+    assert decide(replace(anonymous, reachable=True), r, T0 + timedelta(hours=1)) == Remind(1)
 
 
 @given(carts(), rules(), instants)

@@ -106,6 +106,36 @@ def test_a_second_pass_at_the_same_instant_sends_nothing_more(
     assert len(sends(engine)) == 1
 
 
+def test_a_cart_without_an_address_is_closed_unreminded_until_an_address_comes(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    anonymous = storefront_event(cart_id="c1", event_id="e1", occurred_at=T0, email=None)
+    post_storefront(client, shop, anonymous)
+    # Medium tier: 2 h and 22 h of waits, then 2 d: closed when a reminded cart would be.
+    closing = T0 + 24 * H + timedelta(days=2)
+    assert carts(engine, shop.id)[0].next_wake_at == closing
+    assert wake_due(engine, T0 + 2 * H).woken == 0
+
+    second = storefront_event(cart_id="c2", event_id="e2", occurred_at=T0, email=None)
+    post_storefront(client, shop, second)
+    # An event with the shopper's address: reminded 2 h after it, as any cart.
+    told = storefront_event(cart_id="c2", event_id="e3", occurred_at=T0 + H)
+    post_storefront(client, shop, told)
+    assert carts(engine, shop.id)[1].next_wake_at == T0 + 3 * H
+
+    assert wake_due(engine, T0 + 3 * H).moves["reminders"] == 1
+    assert wake_due(engine, closing).moves["given_up"] == 1
+    first = carts(engine, shop.id)[0]
+    assert (first.status, first.status_reason, first.next_wake_at) == (
+        "closed",
+        "no address to remind",
+        None,
+    )
+    # Reminders went only to the cart with an address: its two steps.
+    told_id = carts(engine, shop.id)[1].id
+    assert [(s.cart_id, s.step) for s in sends(engine)] == [(told_id, 1), (told_id, 2)]
+
+
 def test_carts_from_before_the_shop_switched_on_are_never_reminded(
     client: TestClient, engine: Engine, make_shop: Any
 ) -> None:
@@ -136,7 +166,7 @@ def test_tick_runs_one_pass_as_of_the_given_instant(
 
 # -- several workers on PostgreSQL ----------------------------------------------------------
 def due_carts(engine: Engine, shop: ShopRecord, count: int) -> None:
-    insert_open_carts(engine, shop.id, count, active_at=T0, wake_at=T0 + 2 * H)
+    insert_open_carts(engine, shop.id, count, active_at=T0, wake_at=T0 + 2 * H, shoppers=True)
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)

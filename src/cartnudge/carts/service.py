@@ -60,6 +60,7 @@ def _wake(state: CartState, shop: ShopRecord, rules: Rules, stored: Any | None) 
         rules=rules,
         reminders_sent=stored.reminders_sent if stored is not None else 0,
         last_reminder_at=stored.last_reminder_at if stored is not None else None,
+        reachable=state.email_key is not None,
     )
 
 

@@ -28,6 +28,10 @@ class CartClock:
     currency: str | None
     reminders_sent: int  # steps already decided (enqueued), whatever became of them
     last_reminder_at: datetime | None  # when the latest step was decided
+    # The cart has an address to write to. One without is never reminded (the sender
+    # would skip every step), so the waiter looks at it once, to close it when it would
+    # have been given up; an event that brings an address sets its timer again.
+    reachable: bool = True
 
     @classmethod
     def from_row(cls, row: Any) -> CartClock:
@@ -39,6 +43,7 @@ class CartClock:
             row.currency,
             row.reminders_sent,
             row.last_reminder_at,
+            row.email_key is not None,
         )
 
 
@@ -86,6 +91,8 @@ def next_due(cart: CartClock, rules: Rules) -> datetime:
         anchor = max(cart.last_activity_at, cart.last_reminder_at)
     if step > len(waits):
         return anchor + rules.give_up_after
+    if not cart.reachable:  # when it would be given up had every step gone out
+        return anchor + sum(waits[step - 1 :], rules.give_up_after)
     return anchor + waits[step - 1]
 
 
@@ -102,6 +109,8 @@ def decide(cart: CartClock, rules: Rules, now: datetime) -> Move:
     steps = len(rules.waits_for(total))
     if cart.reminders_sent >= steps:
         return GiveUp(f"no purchase after {cart.reminders_sent} reminder(s)")
+    if not cart.reachable:
+        return GiveUp("no address to remind")
     return Remind(cart.reminders_sent + 1)
 
 
@@ -115,6 +124,7 @@ def wake_at(
     rules: Rules,
     reminders_sent: int = 0,
     last_reminder_at: datetime | None = None,
+    reachable: bool = True,
 ) -> datetime | None:
     """When the waiter should next look at a cart, or ``None``: a cart that is not open,
     or one from before the shop switched on (recorded, never reminded: no blast of old
@@ -122,6 +132,7 @@ def wake_at(
     if status is not CartStatus.OPEN or last_activity_at < activated_at:
         return None
     clock = CartClock(
-        status, last_activity_at, total_minor, currency, reminders_sent, last_reminder_at
-    )
+        status, last_activity_at, total_minor, currency, reminders_sent, last_reminder_at,
+        reachable,
+    )  # fmt: skip
     return next_due(clock, rules)

@@ -29,6 +29,7 @@ _DUE = (
         carts.c.reminders_sent,
         carts.c.last_reminder_at,
         carts.c.next_wake_at,
+        carts.c.email_key,
     )
     .where(carts.c.next_wake_at <= bindparam("now", type_=UtcDateTime()))
     .order_by(carts.c.next_wake_at)
