@@ -7,11 +7,14 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
+from cartnudge.db.turnstile import turnstile
+
 
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: commits on success, rolls back on any exception."""
-    with engine.connect() as conn:
+    """A transaction that will write: commits on success, rolls back on any exception.
+    On a SQLite file it first waits its turn (``turnstile``)."""
+    with turnstile(engine), engine.connect() as conn:
         conn.execution_options(immediate=True)
         with conn.begin():
             yield conn

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, select
 
 from cartnudge.db.models import Cart, CartStatus, table_of
 from cartnudge.db.session import reading, writing
+from cartnudge.db.turnstile import turnstile
 from cartnudge.intake.events import CartEvent
 from cartnudge.intake.service import Delivery, ingest_batch
 from cartnudge.shops.repository import ShopRecord
@@ -117,7 +118,7 @@ def _before_activation(conn: Connection, shop: ShopRecord, cart_ids: set[int]) -
 @contextmanager
 def _rolled_back(engine: Engine) -> Iterator[Connection]:
     """A writing transaction that is always rolled back: the dry run's unit of work."""
-    with engine.connect() as conn:
+    with turnstile(engine), engine.connect() as conn:
         conn.execution_options(immediate=True)
         tx = conn.begin()
         try:
