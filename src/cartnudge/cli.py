@@ -119,8 +119,8 @@ def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
     import uvicorn
 
     from cartnudge.app import create_app
+    from cartnudge.children import Child
     from cartnudge.logs import logging_config
-    from cartnudge.worker import Loops
 
     rt = runtime()
     if "CARTNUDGE_PUBLIC_URL" not in os.environ:
@@ -137,7 +137,8 @@ def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
         writer.start()
         rt.settings.ingest_socket = writer.socket_path
         os.environ["CARTNUDGE_INGEST_SOCKET"] = str(writer.socket_path)  # for web workers
-    loops = Loops(rt.engine, rt.settings) if with_loops else None
+    # The loops in a process of their own (see cartnudge.children), after the writer.
+    loops = Child("loops", "cartnudge.worker", []) if with_loops else None
     # uvicorn applies it again in each of its processes: its server and access lines
     # (one per request) come out as JSON lines too.
     log_config = logging_config(rt.settings.log_level)

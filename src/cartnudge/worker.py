@@ -1,8 +1,9 @@
 """The loops behind the web app: the waiter and the sender, one pass after another, and
 the privacy run every few minutes.
 
-``cartnudge serve`` runs them in a thread next to the web app; ``cartnudge worker`` runs
-only them, as many processes as needed on PostgreSQL; ``cartnudge tick`` runs one pass.
+``cartnudge serve`` runs them in a process of their own next to the web app (``main``
+below, see ``cartnudge.children``); ``cartnudge worker`` runs only them, as many
+processes as needed on PostgreSQL; ``cartnudge tick`` runs one pass.
 Both stages find their work in the database (timers and the outbox), so a loop holds
 nothing in memory that a restart would lose.
 """
@@ -70,6 +71,10 @@ class Loops:
         finally:
             self.providers.close()
 
+    def stopped(self, wait_s: float = 0.0) -> bool:
+        """Whether ``stop`` was called, waiting up to ``wait_s`` for it."""
+        return self._stop.wait(wait_s)
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="cartnudge-loops", daemon=True)
         self._thread.start()
@@ -80,3 +85,40 @@ class Loops:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cartnudge.worker --parent PID``: the loops as ``serve``'s child, until
+    SIGTERM (the pass in progress is finished) or until serve is gone."""
+    import argparse
+    import signal
+
+    from cartnudge.children import PARENT_CHECK_S, parent_gone
+    from cartnudge.db.engine import make_engine
+    from cartnudge.logs import configure_logging
+
+    parser = argparse.ArgumentParser(description="cartnudge loops (started by serve)")
+    parser.add_argument("--parent", required=True, type=int, help="exit when this pid is gone")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level)  # JSON lines on the stderr it shares with serve
+    engine = make_engine(settings.resolved_database_url)
+    loops = Loops(engine, settings)
+    signal.signal(signal.SIGTERM, lambda *_: loops.stop(timeout_s=0))
+    # Ctrl-C reaches the whole process group; serve decides when the loops stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch_parent() -> None:
+        while not loops.stopped(PARENT_CHECK_S):
+            if parent_gone(args.parent):
+                loops.stop(timeout_s=0)
+
+    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    try:
+        loops.run()
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

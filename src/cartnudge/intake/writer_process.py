@@ -13,88 +13,39 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from types import FrameType
 
+from cartnudge.children import PARENT_CHECK_S, Child, parent_gone
+
 log = logging.getLogger("cartnudge.intake.writer_process")  # not __main__ in the child
 
-START_TIMEOUT_S = 30.0
-RESTART_DELAY_S = 1.0
-STOP_TIMEOUT_S = 30.0
-PARENT_CHECK_S = 0.5  # how often an idle writer checks that serve is still there
 
-
-class WriterProcess:
-    """Runs ``python -m cartnudge.intake.writer_process`` and keeps it running."""
+class WriterProcess(Child):
+    """Runs ``python -m cartnudge.intake.writer_process`` and keeps it running; webhooks
+    get 503 while it is down."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         # A short private folder: Unix socket paths are limited to ~100 bytes.
         self.folder = Path(tempfile.mkdtemp(prefix="cartnudge-"))
         self.socket_path = self.folder / "ingest.sock"
-        self.env = dict(os.environ if env is None else env)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
-        self._stopping = threading.Event()
-        self._watcher: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the writer and wait until it accepts connections."""
-        self._spawn()
-        self._wait_ready()
-        self._watcher = threading.Thread(target=self._watch, name="writer-watch", daemon=True)
-        self._watcher.start()
-
-    def stop(self) -> None:
-        """Ask the writer to finish its batch and exit; kill it if it will not."""
-        self._stopping.set()
-        process = self.process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                log.error("ingest writer did not stop in %s s; killing it", STOP_TIMEOUT_S)
-                process.kill()
-                process.wait()
-        if self._watcher is not None:
-            self._watcher.join(timeout=5)
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def _spawn(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [
-                sys.executable,
-                "-m",
-                "cartnudge.intake.writer_process",
-                "--socket",
-                str(self.socket_path),
-                "--parent",
-                str(os.getpid()),
-            ],
-            env=self.env,
+        super().__init__(
+            "ingest writer",
+            "cartnudge.intake.writer_process",
+            ["--socket", str(self.socket_path)],
+            env,
         )
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        assert self.process is not None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"ingest writer exited at start (code {self.process.returncode})"
-                )
-            if self.accepting():
-                return
-            time.sleep(0.02)
-        raise RuntimeError(f"ingest writer not ready after {START_TIMEOUT_S} s")
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def ready(self) -> bool:
+        return self.accepting()
 
     def accepting(self) -> bool:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -105,26 +56,6 @@ class WriterProcess:
         finally:
             probe.close()
         return True
-
-    def _watch(self) -> None:
-        while not self._stopping.is_set():
-            process = self.process
-            assert process is not None
-            code = process.wait()
-            if self._stopping.is_set():
-                return
-            log.error(
-                "ingest writer exited (code %s); restarting, webhooks get 503 meanwhile", code
-            )
-            self._stopping.wait(RESTART_DELAY_S)
-            if self._stopping.is_set():
-                return
-            self.restarts += 1
-            try:
-                self._spawn()
-                self._wait_ready()
-            except Exception:
-                log.exception("ingest writer restart failed; trying again")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         IngestWriter(engine, system_clock, batch_max=settings.ingest_batch_max), args.socket
     )
     try:
-        while not stopping and os.getppid() == args.parent:
+        while not stopping and not parent_gone(args.parent):
             server.serve_once(timeout=PARENT_CHECK_S)
     finally:
         server.close()

@@ -1,6 +1,7 @@
-"""On SQLite, ``serve`` runs one ingest writer process beside the web process: if the writer
-dies, webhooks are answered 503 (so senders retry) until serve has restarted it; if serve
-dies, the writer does not outlive it."""
+"""``serve`` runs the waiter and sender loops in a process beside the web process and, on
+SQLite, one ingest writer process: if the writer dies, webhooks are answered 503 (so
+senders retry) until serve has restarted it; a dead loops process is restarted too; if
+serve dies, neither outlives it."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import pytest
 
 from tests.e2e.test_first_run import cli, start_server
 
+WRITER, LOOPS = "cartnudge.intake.writer_process", "cartnudge.worker"
 
-def writer_pids(serve_pid: int) -> list[int]:
+
+def child_pids(serve_pid: int, module: str = WRITER) -> list[int]:
     found = subprocess.run(
-        ["pgrep", "-f", f"cartnudge.intake.writer_process .*--parent {serve_pid}"],
+        ["pgrep", "-f", f"{module} .*--parent {serve_pid}"],
         capture_output=True,
         text=True,
         check=False,
@@ -55,29 +58,41 @@ def test_a_dead_writer_means_503_then_serve_restarts_it(
     served: tuple[subprocess.Popen[str], dict[str, str], str],
 ) -> None:
     process, env, _ = served
-    [writer] = writer_pids(process.pid)
+    [writer] = child_pids(process.pid)
     assert "-> 200" in send(env)
 
     os.kill(writer, signal.SIGKILL)
-    wait_for(lambda: writer not in writer_pids(process.pid))
+    wait_for(lambda: writer not in child_pids(process.pid))
     assert "-> 503" in send(env)
 
-    wait_for(lambda: len(writer_pids(process.pid)) == 1)
+    wait_for(lambda: len(child_pids(process.pid)) == 1)
     wait_for(lambda: "-> 200" in send(env))
     listed = cli(env, "carts", "list", "--shop", "demo", "--json")
     assert listed.stdout.count('"id"') == 2  # the 503 changed nothing; the retry landed
 
 
-def test_the_writer_does_not_outlive_serve(
+def test_a_dead_loops_process_is_restarted(
     served: tuple[subprocess.Popen[str], dict[str, str], str],
 ) -> None:
     process, _, _ = served
-    [writer] = writer_pids(process.pid)
+    [loops] = child_pids(process.pid, LOOPS)
+
+    os.kill(loops, signal.SIGKILL)
+
+    wait_for(lambda: [p for p in child_pids(process.pid, LOOPS) if p != loops], timeout=20)
+
+
+@pytest.mark.parametrize("module", [WRITER, LOOPS])
+def test_no_child_outlives_serve(
+    served: tuple[subprocess.Popen[str], dict[str, str], str], module: str
+) -> None:
+    process, _, _ = served
+    [child] = child_pids(process.pid, module)
 
     process.kill()
     process.wait(timeout=10)
 
-    wait_for(lambda: not Path(f"/proc/{writer}").exists() or _zombie(writer), timeout=10)
+    wait_for(lambda: not Path(f"/proc/{child}").exists() or _zombie(child), timeout=10)
 
 
 def _zombie(pid: int) -> bool:
@@ -87,18 +102,20 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def test_stopping_serve_stops_the_writer_and_keeps_every_acknowledged_event(
+def test_stopping_serve_stops_its_children_and_keeps_every_acknowledged_event(
     served: tuple[subprocess.Popen[str], dict[str, str], str],
 ) -> None:
     process, env, base = served
-    [writer] = writer_pids(process.pid)
+    [writer] = child_pids(process.pid)
+    [loops] = child_pids(process.pid, LOOPS)
     for _ in range(3):
         assert "-> 200" in send(env)
 
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=30)
 
-    assert not Path(f"/proc/{writer}").exists() or _zombie(writer)
+    for child in (writer, loops):
+        assert not Path(f"/proc/{child}").exists() or _zombie(child)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base}/healthz", timeout=1)
     listed = cli(env, "carts", "list", "--shop", "demo", "--json")
