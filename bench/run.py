@@ -517,8 +517,9 @@ def reminder_rows(figures: dict[str, Any]) -> list[str]:
             rss = summarize([float(r["rss"]) for r in fig["runs"]])["median"]
             procs = fig["runs"][0]["processes"]
             note = (
-                f"PSS of `cartnudge serve`'s {procs:.0f} processes (web, ingest writer) after "
-                f"{memory.SETTLE_S:.0f} s of loop passes and a /metrics scrape; RSS {_num(rss)}"
+                f"PSS of `cartnudge serve`'s {procs:.0f} processes (web, loops, ingest writer) "
+                f"after {memory.SETTLE_S:.0f} s of loop passes and a /metrics scrape; "
+                f"RSS {_num(rss)}"
             )
             rows.append(_value_row(fig, f"Memory, serve {title}", note))
     sweeps = sorted(
