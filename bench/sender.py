@@ -38,8 +38,11 @@ from cartnudge.delivery.sender import Links, Providers, send_due
 from cartnudge.messages.compose import Draft, Line, compose
 from cartnudge.messages.voice import default_voice
 from cartnudge.shops.service import add_shop
+from cartnudge.shops.versioned import set_document
 from cartnudge.testing.carts import insert_open_carts
 from cartnudge.testing.postgres import free_port
+from cartnudge.timing.rules import DEFAULT_DOCUMENT, parse_rules
+from cartnudge.timing.service import RULES
 from cartnudge.timing.waiter import wake_due
 from cartnudge.worker import Loops
 
@@ -72,7 +75,10 @@ def smtp_sink() -> Iterator[int]:
         process.wait(10)
 
 
-def shop_for(engine: Engine, port: int) -> int:
+def shop_for(engine: Engine, port: int, *, any_hour: bool = False) -> int:
+    """The bench shop, mailing to the SMTP server on ``port``. ``any_hour``: its rules have
+    no quiet hours, for figures on the real clock, which must not depend on the hour they
+    run at (the default rules hold every email from 21:00 to 08:00 in London)."""
     with writing(engine) as conn:
         shop = add_shop(
             conn,
@@ -85,6 +91,12 @@ def shop_for(engine: Engine, port: int) -> int:
             postal_address="1 Bench Street\nLondon",
             mail_url=f"smtp://127.0.0.1:{port}",
         )
+        if any_hour:
+            text = DEFAULT_DOCUMENT.replace(
+                'quiet_hours: {start: "21:00", end: "08:00"}', "quiet_hours: null"
+            )
+            assert parse_rules(text).quiet_hours is None
+            set_document(conn, RULES, shop, text, T0 - timedelta(days=1))
     return shop.id
 
 
@@ -158,7 +170,7 @@ def latency_figure(url: str, port: int, count: int, home: Path) -> dict[str, Any
     accepted by the SMTP server (both stamped by the loops' own clock)."""
     engine = make_engine(url)
     upgrade(engine)
-    shop_id = shop_for(engine, port)
+    shop_id = shop_for(engine, port, any_hour=True)
     start = datetime.now(UTC) + timedelta(seconds=3)
     rng = random.Random(2)
     offsets = sorted(rng.uniform(0, 20) for _ in range(count // 10))
