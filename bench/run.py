@@ -35,6 +35,7 @@ from bench.ingest import (
     summarize,
 )
 from cartnudge.db.engine import make_engine
+from cartnudge.timing.waiter import BATCH as WAKE_BATCH
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_HTTP_EVENTS_S = 3000.0  # the issue: ≥ 3,000 events/s through HTTP on SQLite
@@ -483,7 +484,9 @@ def reminder_rows(figures: dict[str, Any]) -> list[str]:
     for suffix, db in engines:
         fig = figures.get(f"waiter{suffix}")
         if fig:
-            note = f"{fig['due']:,} due carts decided and their reminders queued, 500 a batch"
+            note = (
+                f"{fig['due']:,} due carts decided and their reminders queued, {WAKE_BATCH} a batch"
+            )
             rows.append(_value_row(fig, f"Waiter: decided and enqueued, {db}", note))
     if fig := figures.get("compose"):
         rows.append(
