@@ -299,7 +299,9 @@ def measure_reminders(
             runs = repeat(
                 f"waiter{suffix}", opts.runs, lambda _i: waiter.decide_figure(url(), sizes.due)
             )
-            figures[f"waiter{suffix}"] = value_figure(runs, "carts_per_s", "carts/s", due=sizes.due)
+            figures[f"waiter{suffix}"] = value_figure(
+                runs, "carts_per_s", "carts/s", due=sizes.due, batch=WAKE_BATCH
+            )
         if f"sweep{suffix}" in selected:
             sizes_ = (sizes.sweep_open, sizes.million) if suffix else (sizes.sweep_open,)
             for n in sizes_:
@@ -485,7 +487,8 @@ def reminder_rows(figures: dict[str, Any]) -> list[str]:
         fig = figures.get(f"waiter{suffix}")
         if fig:
             note = (
-                f"{fig['due']:,} due carts decided and their reminders queued, {WAKE_BATCH} a batch"
+                f"{fig['due']:,} due carts decided and their reminders queued, "
+                f"{fig['batch']} a batch"
             )
             rows.append(_value_row(fig, f"Waiter: decided and enqueued, {db}", note))
     if fig := figures.get("compose"):

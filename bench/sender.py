@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import Engine, String, cast, func, literal, select
 
 from cartnudge.config import Settings
@@ -41,7 +42,7 @@ from cartnudge.shops.service import add_shop
 from cartnudge.shops.versioned import set_document
 from cartnudge.testing.carts import insert_open_carts
 from cartnudge.testing.postgres import free_port
-from cartnudge.timing.rules import DEFAULT_DOCUMENT, parse_rules
+from cartnudge.timing.rules import default_rules
 from cartnudge.timing.service import RULES
 from cartnudge.timing.waiter import wake_due
 from cartnudge.worker import Loops
@@ -92,10 +93,8 @@ def shop_for(engine: Engine, port: int, *, any_hour: bool = False) -> int:
             mail_url=f"smtp://127.0.0.1:{port}",
         )
         if any_hour:
-            text = DEFAULT_DOCUMENT.replace(
-                'quiet_hours: {start: "21:00", end: "08:00"}', "quiet_hours: null"
-            )
-            assert parse_rules(text).quiet_hours is None
+            rules = default_rules().model_copy(update={"quiet_hours": None})
+            text = yaml.safe_dump(rules.to_document(), sort_keys=False)
             set_document(conn, RULES, shop, text, T0 - timedelta(days=1))
     return shop.id
 

@@ -39,8 +39,8 @@ def fill(engine: Engine, due: int, waiting: int) -> None:
 
 
 def decide_figure(url: str, due: int) -> dict[str, Any]:
-    """``wake_due`` on ``due`` due carts (batches of ``BATCH``, a transaction each); verified when
-    every cart got exactly one queued send."""
+    """``wake_due`` on ``due`` due carts (batches of ``cartnudge.timing.waiter.BATCH``, a
+    transaction each); verified when every cart got exactly one queued send."""
     engine = make_engine(url)
     try:
         upgrade(engine)
