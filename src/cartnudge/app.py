@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, text
 from starlette.datastructures import State
 from starlette.responses import Response
@@ -23,6 +23,7 @@ from cartnudge.intake.endpoints import IntakeContext, Webhooks
 from cartnudge.intake.endpoints import openapi_paths as intake_paths
 from cartnudge.intake.remote import RemoteWriter
 from cartnudge.intake.writer import IngestWriter
+from cartnudge.measurement.exposition import latest
 from cartnudge.shops.cache import ShopCache
 from cartnudge.tracking.endpoints import tracking_router
 
@@ -119,7 +120,7 @@ def create_app(
         response_class=PlainTextResponse,
     )
     def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(latest(), media_type=CONTENT_TYPE_LATEST)
 
     return Front(app, Webhooks(intake))
 

@@ -113,7 +113,33 @@ def tick(
         loops.providers.close()
 
 
+class _Terminated(Exception):
+    """SIGTERM reached serve: unwind, stopping the children and removing their folders."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
+    import os
+    import signal
+
+    from cartnudge.measurement.exposition import shared_between_processes
+
+    # uvicorn answers SIGTERM by shutting down gracefully and then sending itself the signal
+    # again, under the handler it found: this one, so serve's own clean-up runs too.
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        # Before anything loads prometheus_client: /metrics adds up every process of serve.
+        with shared_between_processes():
+            _run_web_processes(host, port, workers, with_loops=with_loops)
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)  # end as a process ended by SIGTERM does
+
+
+def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) -> None:
     import os
 
     import uvicorn

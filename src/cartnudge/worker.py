@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from cartnudge.clock import system_clock
 from cartnudge.config import Settings
+from cartnudge.db.turns import TurnSize
 from cartnudge.delivery.sender import Links, Providers, send_due
 from cartnudge.privacy.worker import PRIVACY_INTERVAL_S, files_of, run_privacy
 from cartnudge.timing.waiter import wake_due
@@ -40,14 +41,19 @@ class Loops:
         self.providers = Providers(settings.resolved_outbox_dir)
         self.links = Links(settings.public_url, settings.signing_key)
         self.privacy_files = files_of(settings)
+        # Each loop keeps what it learnt of its turn's size from one pass to the next.
+        self.waiter_turns = TurnSize()
+        self.sender_turns = TurnSize()
         self._privacy_due = 0.0  # monotonic time of the next privacy run; the first is at once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> dict[str, Any]:
         """One waiter pass, then one sender pass, as of the clock's now."""
-        waiter = wake_due(self.engine, self.clock())
-        sender = send_due(self.engine, self.clock, self.providers, self.links)
+        waiter = wake_due(self.engine, self.clock(), turns=self.waiter_turns)
+        sender = send_due(
+            self.engine, self.clock, self.providers, self.links, turns=self.sender_turns
+        )
         return {"waiter": waiter.as_dict(), "sender": sender.as_dict()}
 
     def run_privacy_if_due(self) -> None:

@@ -12,6 +12,9 @@ dies lets go of its turn with its files.
 
 PostgreSQL and in-memory databases have no turnstile: PostgreSQL locks rows, not the
 database, and an in-memory database lives in one process.
+
+Each turn is timed, waiting and holding, by holder (``/metrics``): every webhook waits
+behind whoever holds the turn, so that is where an acknowledgement's tail is found.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from sqlalchemy import Engine
+
+from cartnudge.measurement.metrics import WRITE_TURN_HELD, WRITE_TURN_WAITED
 
 
 class _Turnstile:
@@ -33,27 +39,32 @@ class _Turnstile:
         self.closer = weakref.finalize(self, os.close, self.fd)
 
     @contextmanager
-    def turn(self) -> Iterator[None]:
+    def turn(self, holder: str) -> Iterator[None]:
+        asked = time.perf_counter()
         with self.threads:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
+            got = time.perf_counter()
             try:
                 yield
             finally:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
+                WRITE_TURN_HELD.labels(holder).observe(time.perf_counter() - got)
+                WRITE_TURN_WAITED.labels(holder).observe(got - asked)
 
 
 _made = threading.Lock()
 _turnstiles: weakref.WeakKeyDictionary[Engine, _Turnstile | None] = weakref.WeakKeyDictionary()
 
 
-def turnstile(engine: Engine) -> AbstractContextManager[None]:
-    """Wait for this process's and then this database's turn to write; hold it inside."""
+def turnstile(engine: Engine, holder: str = "other") -> AbstractContextManager[None]:
+    """Wait for this process's and then this database's turn to write; hold it inside.
+    ``holder`` names who takes the turn, for the turn's timing on ``/metrics``."""
     try:
         found = _turnstiles[engine]
     except KeyError:
         with _made:
             found = _turnstiles.setdefault(engine, _make(engine))
-    return found.turn() if found is not None else nullcontext()
+    return found.turn(holder) if found is not None else nullcontext()
 
 
 def _make(engine: Engine) -> _Turnstile | None:

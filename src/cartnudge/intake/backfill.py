@@ -77,7 +77,7 @@ def apply_all(
             tally.not_reminded_before_activation = _before_activation(conn, shop, tally.cart_ids)
         return tally
     for start in range(0, len(batch), BATCH_ROWS):
-        with writing(engine) as conn:
+        with writing(engine, "backfill") as conn:
             _ingest(conn, batch[start : start + BATCH_ROWS], now, tally)
     with reading(engine) as conn:
         tally.not_reminded_before_activation = _before_activation(conn, shop, tally.cart_ids)
@@ -118,7 +118,7 @@ def _before_activation(conn: Connection, shop: ShopRecord, cart_ids: set[int]) -
 @contextmanager
 def _rolled_back(engine: Engine) -> Iterator[Connection]:
     """A writing transaction that is always rolled back: the dry run's unit of work."""
-    with turnstile(engine), engine.connect() as conn:
+    with turnstile(engine, "backfill"), engine.connect() as conn:
         conn.execution_options(immediate=True)
         tx = conn.begin()
         try:

@@ -143,7 +143,7 @@ class IngestWriter:
         """One transaction for the batch, tried again when another writer raced it."""
         for attempt in range(1, RACE_RETRIES + 1):
             try:
-                with writing(self.engine) as conn:
+                with writing(self.engine, "ingest") as conn:
                     return ingest_batch(conn, deliveries, self.clock())
             except Exception as exc:
                 if attempt == RACE_RETRIES or not _is_race(exc):
@@ -163,7 +163,7 @@ class IngestWriter:
                 delivery.external_id,
             )
             try:
-                with writing(self.engine) as conn:
+                with writing(self.engine, "ingest") as conn:
                     return record_failure(conn, delivery, type(exc).__name__)
             except Exception as second:
                 return StorageUnavailable(str(second))

@@ -9,6 +9,7 @@ unique (cart, step) refuses a second copy of a reminder.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,16 +20,17 @@ from sqlalchemy import Connection, Engine
 from cartnudge.carts.repository import CartRepository
 from cartnudge.db.models import CartStatus, SendStatus
 from cartnudge.db.session import writing
+from cartnudge.db.turns import TurnSize
 from cartnudge.timing.policy import CartClock, GiveUp, Leave, Remind, Wait, decide, next_due
 from cartnudge.timing.repository import WaiterRepository
 from cartnudge.timing.service import rules_of
 
-# Carts per transaction. Every writer waits while one holds SQLite's write lock, so a batch
-# is as long as a webhook may wait: under a soak at 1,000 webhooks/s, 500 held it 60-90 ms
-# and made ack p99 130-160 ms; 100 holds it under 25 ms (p99 30-44 ms), for 13 % fewer
-# carts a second when nothing else runs (bench/README.md, Soak).
+# Carts per transaction when a caller fixes the count (``wake_batch``'s default). The loops
+# size each transaction by time instead (``TurnSize``): every writer waits while one holds
+# SQLite's write lock, so a batch is as long as a webhook may wait (bench/README.md, Soak).
 BATCH = 100
 ACTOR = "waiter"
+HOLDER = "waiter"  # this stage's name on the write-turn timings
 
 
 @dataclass
@@ -117,14 +119,22 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
     return report
 
 
-def wake_due(engine: Engine, now: datetime, *, limit: int = BATCH) -> WakeReport:
-    """Batches until no cart is due at ``now``; each batch its own transaction."""
+def wake_due(
+    engine: Engine, now: datetime, *, limit: int | None = None, turns: TurnSize | None = None
+) -> WakeReport:
+    """Batches until no cart is due at ``now``; each batch its own transaction, of
+    ``limit`` carts if given, else sized by ``turns`` to last about its target (a caller
+    that keeps ``turns`` from pass to pass starts each pass at the size it learnt)."""
+    turns = turns or TurnSize()
     total = WakeReport()
     while True:
-        with writing(engine) as conn:
-            report = wake_batch(conn, now, limit)
+        size = limit or turns.limit()
+        started = time.perf_counter()
+        with writing(engine, HOLDER) as conn:
+            report = wake_batch(conn, now, size)
+        turns.record(report.woken, time.perf_counter() - started)
         total.add(report)
-        if report.woken < limit:
+        if report.woken < size:
             return total
 
 

@@ -68,7 +68,7 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
         },
     )
     def follow_click(token: str) -> Response:
-        with writing(engine) as conn:
+        with writing(engine, "link-page") as conn:
             link = follow(conn, key, Purpose.CLICK, token)
             if link is None:
                 return _invalid()
@@ -114,7 +114,7 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
         return await run_in_threadpool(unsubscribe_by_token, token, source)
 
     def unsubscribe_by_token(token: str, source: str) -> Response:
-        with writing(engine) as conn:
+        with writing(engine, "link-page") as conn:
             link = follow(conn, key, Purpose.UNSUBSCRIBE, token)
             if link is None:
                 return _invalid()
