@@ -102,7 +102,7 @@ class _Item:
 
 @dataclass(frozen=True, slots=True)
 class _Figure:
-    """One row under the lines: a part of the total, or the total itself."""
+    """One part of the total, shown under the lines and above the total."""
 
     label: str
     amount: str
