@@ -257,3 +257,22 @@ def test_an_imported_session_then_its_completed_webhook_end_bought_on_one_cart(
     assert cart.status == "bought"
     assert cart.order_ref == "cs_test_later"
     assert cart.next_wake_at is None
+
+
+def test_our_columns_carry_the_parts_of_the_total(engine: Engine, shop: ShopRecord) -> None:
+    items = json.dumps([{"title": "Mug", "variant": "Blue", "quantity": 2, "unit_price": "12.00"}])
+    quoted = '"' + items.replace('"', '""') + '"'
+    data = (
+        "cart_id,occurred_at,email,total,subtotal,discount,shipping,tax,items\n"
+        f"c-1,2026-03-14T10:00:00Z,a@example.com,26.40,24.00,2.40,4.80,,{quoted}\n"
+        f"c-2,2026-03-14T10:00:00Z,b@example.com,20.00,24.00,-4.00,,,{quoted}\n"
+    )
+
+    summary = import_csv(engine, shop, data.encode(), T0)
+
+    assert (summary["created"], summary["dead_letters"]) == (1, 1)
+    assert summary["bad_rows"] == ["line 3: discount: must not be negative"]
+    [cart] = carts(engine, shop.id)
+    assert cart.items[0]["variant"] == "Blue"
+    parts = (cart.subtotal_minor, cart.discount_minor, cart.shipping_minor, cart.tax_minor)
+    assert parts == (2400, 240, 480, None)

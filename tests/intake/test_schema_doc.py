@@ -20,6 +20,7 @@ def test_schema_names_the_documented_fields() -> None:
     assert fields == {
         "event_id", "type", "cart_id", "occurred_at", "email", "first_name", "locale",
         "timezone", "currency", "total", "items", "return_url", "accepts_marketing", "order_id",
+        "subtotal", "discount", "shipping", "tax",
     }  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 from cartnudge.db.models import PrivacyRequest, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.intake import shopify
-from cartnudge.intake.events import Unapplicable
+from cartnudge.intake.events import CartEvent, Unapplicable
 from cartnudge.intake.service import dead_letters, replay
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, load_fixture
@@ -273,3 +273,47 @@ def test_a_crash_while_applying_keeps_the_delivery_as_a_dead_letter(
     with writing(engine) as conn:
         assert replay(conn, letter["id"], T0).status == "applied"
     assert len(carts(engine, shop.id)) == 1
+
+
+PARTS = ("subtotal_minor", "discount_minor", "shipping_minor", "tax_minor")
+
+
+def test_a_checkout_keeps_the_parts_of_its_total(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    post_shopify(client, shop, "checkouts/create", abandoned_checkout(), "wh-1")
+
+    [cart] = carts(engine, shop.id)
+    # 398.00 of lines, no discount, free shipping and 11.94 of tax make 409.94.
+    assert [getattr(cart, name) for name in PARTS] == [39800, 0, 0, 1194]
+    assert cart.total_minor == 40994
+
+
+def test_the_rest_checkout_resource_names_its_parts_differently() -> None:
+    # ``shipping_line`` and ``applied_discount`` instead of ``shipping_lines`` and
+    # ``total_discounts``; ``subtotal_price`` is net of the discount.
+    payload = load_fixture("shopify/rest/checkout.json")["checkout"]
+    payload.update(applied_discount={"amount": "10.00"}, subtotal_price="388.00")
+    del payload["total_line_items_price"]
+
+    event = shopify.parse("checkouts/update", "wh-1", payload, shop_currency="USD", triggered_at=T0)
+
+    assert isinstance(event, CartEvent)
+    assert (event.subtotal_minor, event.discount_minor) == (39800, 1000)
+    assert (event.shipping_minor, event.tax_minor) == (0, 1194)
+
+
+def test_a_later_cart_without_the_parts_clears_them(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    checkout = current_checkout()
+    post_shopify(client, shop, "checkouts/create", checkout, "wh-1")
+    cart_payload = load_fixture("shopify/rest/carts.json")["carts"][0]
+    cart_payload.update(token=checkout["cart_token"], updated_at="2030-01-01T00:00:00Z")
+    post_shopify(client, shop, "carts/update", cart_payload, "wh-2")
+
+    [cart] = carts(engine, shop.id)
+    assert [i["title"] for i in cart.items] == ["test"]
+    # The checkout's tax and shipping were for its own lines, not this basket's.
+    assert [getattr(cart, name) for name in PARTS] == [None, None, None, None]
+    assert cart.total_minor == 100

@@ -133,3 +133,33 @@ def test_more_decimals_than_the_currency_has_is_refused_not_rounded(
     assert response.status_code == 422
     assert "more decimals than GBP allows" in response.json()["reason"]
     assert carts(engine, shop.id) == []
+
+
+def test_the_variant_and_the_parts_of_the_total_are_kept(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    event = storefront_event(cart_id="c-1", occurred_at=T0)
+    event["items"][0]["variant"] = "Blue / 350 ml"  # type: ignore[index]
+    event.update(subtotal="64.00", discount="6.40", shipping="4.95", tax="0", total="62.55")
+
+    response = post_storefront(client, shop, event)
+
+    assert response.status_code == 200, response.text
+    [cart] = carts(engine, shop.id)
+    assert [i["variant"] for i in cart.items] == ["Blue / 350 ml", None]
+    parts = (cart.subtotal_minor, cart.discount_minor, cart.shipping_minor, cart.tax_minor)
+    assert parts == (6400, 640, 495, 0)
+    assert cart.total_minor == 6255
+
+
+def test_a_negative_discount_is_refused(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    event = storefront_event(cart_id="c-1", occurred_at=T0)
+    event["discount"] = "-5.00"
+
+    response = post_storefront(client, shop, event)
+
+    assert response.status_code == 422
+    assert "discount" in response.text
+    assert carts(engine, shop.id) == []

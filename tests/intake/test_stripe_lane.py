@@ -132,3 +132,24 @@ def test_same_stripe_event_twice_changes_nothing(
 
     assert again.json()["status"] == "duplicate"
     assert stored_counts(engine) == before
+
+
+def test_an_expired_session_keeps_the_parts_of_its_total(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    # The parts as a real session gives them (stripe-ruby-mock's completed session).
+    paid = load_fixture("stripe/checkout.session.completed.json")["data"]["object"]
+    post_stripe(
+        client,
+        shop,
+        expired_event(
+            amount_subtotal=paid["amount_subtotal"],
+            amount_total=paid["amount_total"],
+            total_details=paid["total_details"],
+        ),
+    )
+
+    [cart] = carts(engine, shop.id)
+    assert cart.total_minor == 3000
+    parts = (cart.subtotal_minor, cart.discount_minor, cart.shipping_minor, cart.tax_minor)
+    assert parts == (3000, 0, 0, 0)

@@ -97,8 +97,8 @@ def test_the_email_has_both_parts_with_everything_the_shopper_needs() -> None:
         "You left something in your cart at Tea House",
     )
     assert text.startswith("Hi Ana,\n\nIt looks like you didn't get to finish your order")
-    assert "- Linen tote bag, £24.50\n- Stoneware mug × 2, £12.00 each\n" in text
-    assert "Total: £48.50" in text
+    assert "- Linen tote bag: 1 × £24.50 = £24.50\n- Stoneware mug: 2 × £12.00 = £24.00\n" in text
+    assert "Total: £48.50\nShipping and taxes are calculated at checkout.\n" in text
     assert "Return to your cart:\nhttps://carts.example/c/abc123" in text
     assert "just reply to this email" in text
     assert "Tea House\n12 Harbour Street\nPortsmouth PO1 2AB\nUnited Kingdom\n" in text
@@ -106,7 +106,7 @@ def test_the_email_has_both_parts_with_everything_the_shopper_needs() -> None:
     assert f"Unsubscribe: {UNSUBSCRIBE}" in text
     # The same in the HTML part, the address kept on its lines.
     assert '<p style="margin:0 0 16px;">Hi Ana,</p>' in html
-    for shown in ("Linen tote bag", "Quantity: 2", "£24.50", "£12.00", "£48.50"):
+    for shown in ("Linen tote bag", "2 × £12.00", "£24.50", "£24.00", "£48.50"):
         assert shown in html
     assert '<a href="https://carts.example/c/abc123"' in html
     assert ">Return to your cart</a>" in html
@@ -257,7 +257,7 @@ def test_a_title_with_line_breaks_stays_on_its_line() -> None:
     item = Line("Mug\r\nX-Evil: 1\n\n<b>bold</b>", 1, 500, None)
     text, _ = parts(compose(draft(items=(item,)), default_voice()))
 
-    assert "- Mug X-Evil: 1 <b>bold</b>, £5.00\n" in text
+    assert "- Mug X-Evil: 1 <b>bold</b>: 1 × £5.00 = £5.00\n" in text
 
 
 @pytest.mark.parametrize(

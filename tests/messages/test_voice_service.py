@@ -189,7 +189,7 @@ def test_voice_preview_shows_the_wording_in_place(
         f"# {shop.slug}: voice version 0 (built-in default), variant first, reminder 1 of 2,"
     )
     assert f"Subject: You left something in your cart at {shop.name}\n\nHi Ana,\n" in first.output
-    assert "- Stoneware mug × 2, $12.00 each" in first.output
+    assert "- Stoneware mug: 2 × $12.00 = $24.00" in first.output
     assert "Total: $48.00" in first.output
     assert "Unsubscribe: https://carts.example/u/preview" in first.output
     assert f"Subject: Your cart at {shop.name} is still waiting" in last.output

@@ -26,7 +26,15 @@ STATUS_RANK = {
 
 # Fields that change together, each group under one version.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "basket": ("items", "currency", "total_minor"),
+    "basket": (
+        "items",
+        "currency",
+        "total_minor",
+        "subtotal_minor",
+        "discount_minor",
+        "shipping_minor",
+        "tax_minor",
+    ),
     "email": ("email",),
     "first_name": ("first_name",),
     "locale": ("locale",),
@@ -45,6 +53,10 @@ class CartState:
     items: list[dict[str, Any]] = field(default_factory=list)
     currency: str | None = None
     total_minor: int | None = None
+    subtotal_minor: int | None = None
+    discount_minor: int | None = None
+    shipping_minor: int | None = None
+    tax_minor: int | None = None
     email: str | None = None
     first_name: str | None = None
     locale: str | None = None
@@ -71,6 +83,10 @@ class CartState:
             "items": self.items,
             "currency": self.currency,
             "total_minor": self.total_minor,
+            "subtotal_minor": self.subtotal_minor,
+            "discount_minor": self.discount_minor,
+            "shipping_minor": self.shipping_minor,
+            "tax_minor": self.tax_minor,
             "email": self.email,
             "email_key": self.email_key,
             "first_name": self.first_name,
@@ -96,6 +112,10 @@ class CartState:
             items=list(row.items or []),
             currency=row.currency,
             total_minor=row.total_minor,
+            subtotal_minor=row.subtotal_minor,
+            discount_minor=row.discount_minor,
+            shipping_minor=row.shipping_minor,
+            tax_minor=row.tax_minor,
             email=row.email,
             first_name=row.first_name,
             locale=row.locale,
@@ -120,6 +140,11 @@ def _event_values(event: CartEvent) -> dict[str, dict[str, Any]]:
             "items": [item.as_dict() for item in event.items] if event.items is not None else [],
             "currency": event.currency,
             "total_minor": event.total_minor,
+            # The parts belong to this basket: a newer basket without them clears them.
+            "subtotal_minor": event.subtotal_minor,
+            "discount_minor": event.discount_minor,
+            "shipping_minor": event.shipping_minor,
+            "tax_minor": event.tax_minor,
         }
     for name in ("email", "first_name", "locale", "timezone", "return_url"):
         value = getattr(event, name)

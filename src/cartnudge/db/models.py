@@ -151,6 +151,11 @@ class Cart(Base):
     items: Mapped[list[dict[str, Any]]] = mapped_column(Json)
     currency: Mapped[str | None] = mapped_column(String(3))
     total_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # The parts of the total as the source gave them, each optional (see ``CartEvent``).
+    subtotal_minor: Mapped[int | None] = mapped_column(BigInteger)
+    discount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    shipping_minor: Mapped[int | None] = mapped_column(BigInteger)
+    tax_minor: Mapped[int | None] = mapped_column(BigInteger)
     email: Mapped[str | None] = mapped_column(String(320))
     email_key: Mapped[str | None] = mapped_column(String(320))
     first_name: Mapped[str | None] = mapped_column(String(200))

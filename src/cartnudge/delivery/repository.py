@@ -62,6 +62,10 @@ _DUE = (
         carts.c["items"],  # ``.items`` is the collection's own method
         carts.c.currency,
         carts.c.total_minor,
+        carts.c.subtotal_minor,
+        carts.c.discount_minor,
+        carts.c.shipping_minor,
+        carts.c.tax_minor,
     )
     .join(carts, carts.c.id == sends.c.cart_id)
     .where(

@@ -578,9 +578,14 @@ def _draft(row: Any, shop: ShopRecord, links: Links, now: datetime, *, last_step
                 quantity=int(item.get("quantity") or 1),
                 unit_price_minor=item.get("unit_price_minor"),
                 image_url=item.get("image_url"),
+                variant=item.get("variant"),
             )
             for item in row.items or ()
         ),
+        subtotal_minor=row.subtotal_minor,
+        discount_minor=row.discount_minor,
+        shipping_minor=row.shipping_minor,
+        tax_minor=row.tax_minor,
         return_link=(
             f"{base}/c/{token(Purpose.CLICK)}"
             if landing_url(row.return_url, row.step) is not None

@@ -336,7 +336,12 @@ def _our_event(row: _Row, external_id: str, shop: ShopRecord) -> CartEvent:
         order = OrderInfo(order_id, placed_at=occurred_at, total_minor=total, currency=code)
         return CartEvent(kind=EventKind.ORDER_PLACED, currency=code, order=order, **common)
     return CartEvent(
-        kind=EventKind.CART_UPDATED, items=items, currency=code, total_minor=total, **common
+        kind=EventKind.CART_UPDATED,
+        items=items,
+        currency=code,
+        total_minor=total,
+        **f.total_parts({name: row.text(name) for name in f.TOTAL_PARTS}, code),
+        **common,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TypedDict
 
 
 class EventKind(StrEnum):
@@ -50,6 +51,15 @@ class Item:
         }
 
 
+class TotalParts(TypedDict):
+    """The parts of a total as a lane reads them, passed on to ``CartEvent`` as they are."""
+
+    subtotal_minor: int | None
+    discount_minor: int | None
+    shipping_minor: int | None
+    tax_minor: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class OrderInfo:
     external_id: str
@@ -76,6 +86,12 @@ class CartEvent:
     items: tuple[Item, ...] | None = None
     currency: str | None = None
     total_minor: int | None = None
+    # The parts of the total, where the source gives them (minor units; the discount is the
+    # amount taken off, so not negative): subtotal - discount + shipping + tax = total.
+    subtotal_minor: int | None = None
+    discount_minor: int | None = None
+    shipping_minor: int | None = None
+    tax_minor: int | None = None
     email: str | None = None
     first_name: str | None = None
     locale: str | None = None

@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cartnudge.clock import parse_instant, plausible
-from cartnudge.intake.events import Item, Unapplicable
+from cartnudge.intake.events import Item, TotalParts, Unapplicable
 from cartnudge.money import MoneyError, normalize_currency, to_minor
 
 MAX_TEXT = 2000  # longer strings are cut: they end up in email text, not in storage dumps
@@ -123,6 +123,25 @@ def basket_total(items: tuple[Item, ...]) -> int | None:
     if not items or any(item.unit_price_minor is None for item in items):
         return None
     return sum((item.unit_price_minor or 0) * item.quantity for item in items)
+
+
+TOTAL_PARTS = ("subtotal", "discount", "shipping", "tax")
+
+
+def total_parts(amounts: dict[str, Any], code: str | None) -> TotalParts:
+    """Our own layouts' ``subtotal``, ``discount``, ``shipping`` and ``tax`` (decimal major
+    units, each optional; a discount is the amount taken off), as in the storefront event
+    and the CSV import."""
+    parsed = {name: minor(amounts.get(name), code, name) for name in TOTAL_PARTS}
+    for name, amount in parsed.items():
+        if amount is not None and amount < 0:
+            raise Unapplicable(f"{name}: must not be negative")
+    return TotalParts(
+        subtotal_minor=parsed["subtotal"],
+        discount_minor=parsed["discount"],
+        shipping_minor=parsed["shipping"],
+        tax_minor=parsed["tax"],
+    )
 
 
 def first_word(name: str | None) -> str | None:

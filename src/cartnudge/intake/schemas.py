@@ -38,6 +38,9 @@ class StorefrontItem(BaseModel):
     unit_price: Decimal | None = None
     image_url: Text | None = None
     url: Text | None = None
+    variant: Text | None = Field(
+        default=None, description='What the shopper chose of the product, e.g. "Red / M".'
+    )
 
 
 class StorefrontEvent(BaseModel):
@@ -67,6 +70,13 @@ class StorefrontEvent(BaseModel):
     return_url: Text | None = Field(default=None, description="Where the shopper resumes the cart.")
     accepts_marketing: bool | None = None
     order_id: Text | None = Field(default=None, description="Required when type is order_placed.")
+    subtotal: Decimal | None = Field(default=None, description="The items, before discounts.")
+    discount: Decimal | None = Field(default=None, description="The amount taken off.")
+    shipping: Decimal | None = None
+    tax: Decimal | None = Field(
+        default=None,
+        description="The tax in the total, whether added to the prices or included in them.",
+    )
 
 
 def storefront_json_schema() -> dict[str, object]:

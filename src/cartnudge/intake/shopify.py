@@ -12,7 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from cartnudge.intake import fields as f
-from cartnudge.intake.events import CartEvent, EventKind, KeyKind, OrderInfo, Unapplicable
+from cartnudge.intake.events import (
+    CartEvent,
+    EventKind,
+    KeyKind,
+    OrderInfo,
+    TotalParts,
+    Unapplicable,
+)
 
 SOURCE = "shopify"
 CHECKOUT_TOPICS = frozenset({"checkouts/create", "checkouts/update"})
@@ -100,6 +107,7 @@ def _checkout(
         items=f.line_items(payload.get("line_items"), code, price_key="price"),
         currency=code,
         total_minor=f.minor(payload.get("total_price"), code, "total_price"),
+        **_total_parts(payload, code),
         email=_email(payload),
         first_name=_first_name(payload),
         locale=f.text(payload, "customer_locale"),
@@ -107,6 +115,46 @@ def _checkout(
         consent_source=CONSENT_SOURCE,
         return_url=f.text(payload, "abandoned_checkout_url"),
     )
+
+
+def _total_parts(payload: dict[str, Any], code: str | None) -> TotalParts:
+    """A checkout's subtotal (before discounts), discount, shipping and tax, each only if
+    the payload says. Shopify's ``subtotal_price`` is already net of ``total_discounts``;
+    ``total_line_items_price`` is the sum of the lines before them."""
+    discount = f.minor(payload.get("total_discounts"), code, "total_discounts")
+    if discount is None:  # the REST checkout resource's name, a string or an object
+        applied = payload.get("applied_discount")
+        if isinstance(applied, dict):
+            applied = applied.get("amount")
+        discount = f.minor(applied, code, "applied_discount")
+    subtotal = f.minor(payload.get("total_line_items_price"), code, "total_line_items_price")
+    if subtotal is None:
+        net = f.minor(payload.get("subtotal_price"), code, "subtotal_price")
+        subtotal = None if net is None else net + (discount or 0)
+    return TotalParts(
+        subtotal_minor=subtotal,
+        discount_minor=discount,
+        shipping_minor=_shipping(payload, code),
+        tax_minor=f.minor(payload.get("total_tax"), code, "total_tax"),
+    )
+
+
+def _shipping(payload: dict[str, Any], code: str | None) -> int | None:
+    """The sum of the shipping lines' prices; ``None`` if no shipping was chosen yet."""
+    lines = payload.get("shipping_lines", payload.get("shipping_line"))
+    if isinstance(lines, dict):
+        lines = [lines]
+    if not isinstance(lines, list) or not lines:
+        return None
+    total = 0
+    for index, line in enumerate(lines):
+        if not isinstance(line, dict):
+            raise Unapplicable(f"shipping line {index}: expected an object")
+        price = f.minor(line.get("price"), code, f"shipping line {index} price")
+        if price is None:
+            return None
+        total += price
+    return total
 
 
 def _cart(topic: str, delivery_id: str, payload: dict[str, Any], shop_currency: str) -> CartEvent:

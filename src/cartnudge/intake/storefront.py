@@ -37,6 +37,7 @@ def to_items(items: Sequence[StorefrontItem], code: str | None) -> tuple[Item, .
             quantity=item.quantity,
             unit_price_minor=f.minor(item.unit_price, code, f"items.{index}.unit_price"),
             sku=item.sku,
+            variant=item.variant,
             image_url=item.image_url,
             url=item.url,
         )
@@ -75,6 +76,7 @@ def parse(delivery_id: str, payload: Any, *, shop_currency: str) -> CartEvent:
         items=None if order else items,
         currency=code,
         total_minor=None if order else total,
+        **f.total_parts({} if order else event.model_dump(include=set(f.TOTAL_PARTS)), code),
         email=event.email,
         first_name=event.first_name,
         locale=event.locale,

@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from cartnudge.intake import fields as f
-from cartnudge.intake.events import CartEvent, EventKind, Item, KeyKind, OrderInfo, Unapplicable
+from cartnudge.intake.events import (
+    CartEvent,
+    EventKind,
+    Item,
+    KeyKind,
+    OrderInfo,
+    TotalParts,
+    Unapplicable,
+)
 
 SOURCE = "stripe"
 EXPIRED = "checkout.session.expired"
@@ -54,6 +62,7 @@ def parse(payload: Any) -> CartEvent:
             items=_line_items(session),
             currency=code,
             total_minor=_amount(session.get("amount_total")),
+            **_total_parts(session),
             locale=_locale(session),
             accepts_marketing=_consent(session),
             consent_source=CONSENT_SOURCE,
@@ -82,6 +91,19 @@ def _amount(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise Unapplicable(f"amount must be an integer of minor units, got {value!r}")
     return value
+
+
+def _total_parts(session: dict[str, Any]) -> TotalParts:
+    """Stripe's ``amount_subtotal`` is before discounts and taxes; ``total_details`` holds
+    the rest, so subtotal - discount + shipping + tax = ``amount_total`` (unless the tax is
+    included in the prices, which the email notices)."""
+    details = f.obj(session, "total_details")
+    return TotalParts(
+        subtotal_minor=_amount(session.get("amount_subtotal")),
+        discount_minor=_amount(details.get("amount_discount")),
+        shipping_minor=_amount(details.get("amount_shipping")),
+        tax_minor=_amount(details.get("amount_tax")),
+    )
 
 
 def _locale(session: dict[str, Any]) -> str | None:

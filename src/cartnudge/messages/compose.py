@@ -29,6 +29,7 @@ from babel.numbers import format_currency
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
 from cartnudge.delivery.policy import usable_address, wire_address
+from cartnudge.messages.totals import Summary, line_total, summarise
 from cartnudge.messages.voice import MAX_SUBJECT_CHARS, Voice, choose_variant, greeting
 from cartnudge.money import minor_digits
 
@@ -39,6 +40,7 @@ class Line:
     quantity: int
     unit_price_minor: int | None
     image_url: str | None
+    variant: str | None = None  # what the shopper chose: "Red", "M / Blue"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,11 @@ class Draft:
     reply_to: str
     message_id: str  # '<...@...>'
     date: datetime  # aware
+    # The parts of the total where the source gave them (see ``messages.totals``).
+    subtotal_minor: int | None = None
+    discount_minor: int | None = None
+    shipping_minor: int | None = None
+    tax_minor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +92,29 @@ class _Item:
     """One line of the cart as the layout shows it."""
 
     title: str
+    variant: str | None
     quantity: int
     price: str  # the unit price, formatted; "" when unknown
+    line_total: str  # the quantity times the unit price, formatted; "" when unknown
     image_url: str | None  # only an https image: a plain-http one would be blocked or warned
     text: str  # the whole line for the plain-text part
+
+
+@dataclass(frozen=True, slots=True)
+class _Figure:
+    """One part of the total, shown under the lines and above the total."""
+
+    label: str
+    amount: str
+
+
+# Shopify's name for the only variant of a product that has none to choose from.
+_NO_VARIANT = "default title"
+_AT_CHECKOUT = {
+    ("shipping", "taxes"): "Shipping and taxes are calculated at checkout.",
+    ("shipping",): "Shipping is calculated at checkout.",
+    ("taxes",): "Taxes are calculated at checkout.",
+}
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -164,16 +190,52 @@ def _paragraphs(text: str) -> list[list[str]]:
     return out
 
 
+def _variant(line: Line, title: str) -> str | None:
+    variant = one_line(line.variant or "")
+    if not variant or variant.casefold() in (_NO_VARIANT, title.casefold()):
+        return None
+    return variant
+
+
 def _item(line: Line, currency: str | None, locale: Locale) -> _Item:
     title = one_line(line.title) or "Item"
-    price = ""
-    if currency is not None and line.unit_price_minor is not None:
+    variant = _variant(line, title)
+    price = total = ""
+    amount = line_total(line.quantity, line.unit_price_minor)
+    if currency is not None and line.unit_price_minor is not None and amount is not None:
         price = format_money(line.unit_price_minor, currency, locale)
+        total = format_money(amount, currency, locale)
     image = line.image_url if line.image_url and line.image_url.startswith("https://") else None
-    text = title if line.quantity == 1 else f"{title} × {line.quantity}"
+    text = f"{title} ({variant})" if variant else title
     if price:
-        text += f", {price} each" if line.quantity != 1 else f", {price}"
-    return _Item(title, line.quantity, price, image, text)
+        text += f": {line.quantity} × {price} = {total}"
+    elif line.quantity != 1:
+        text += f" × {line.quantity}"
+    return _Item(title, variant, line.quantity, price, total, image, text)
+
+
+def _summary(draft: Draft) -> Summary:
+    if draft.currency is None:
+        return Summary()
+    return summarise(
+        [line_total(line.quantity, line.unit_price_minor) for line in draft.items],
+        total=draft.total_minor,
+        subtotal=draft.subtotal_minor,
+        discount=draft.discount_minor,
+        shipping=draft.shipping_minor,
+        tax=draft.tax_minor,
+    )
+
+
+def _notes(summary: Summary, currency: str | None, locale: Locale) -> list[str]:
+    notes = []
+    if summary.included_tax_minor is not None and currency is not None:
+        notes.append(f"Includes {format_money(summary.included_tax_minor, currency, locale)} tax.")
+    if summary.at_checkout:
+        notes.append(_AT_CHECKOUT[summary.at_checkout])
+    if summary.unlisted:
+        notes.append("The total includes charges or savings not listed above.")
+    return notes
 
 
 def compose(draft: Draft, voice: Voice) -> Composed:
@@ -185,9 +247,15 @@ def compose(draft: Draft, voice: Voice) -> Composed:
     shop_name = one_line(draft.shop_name)
     first_name = one_line(draft.first_name or "") or None
     items = [_item(line, draft.currency, locale) for line in draft.items]
+    summary = _summary(draft)
     total = ""
-    if draft.currency is not None and draft.total_minor is not None:
-        total = format_money(draft.total_minor, draft.currency, locale)
+    if draft.currency is not None and summary.total_minor is not None:
+        total = format_money(summary.total_minor, draft.currency, locale)
+    figures = [
+        _Figure(figure.label, format_money(figure.minor, draft.currency, locale))
+        for figure in summary.figures
+        if draft.currency is not None
+    ]
     wording = voice.render(
         variant,
         shop_name=shop_name,
@@ -204,7 +272,9 @@ def compose(draft: Draft, voice: Voice) -> Composed:
         "greeting": greeting(first_name),
         "lead": _paragraphs(wording.lead),
         "items": items,
+        "figures": figures,
         "total": total,
+        "notes": _notes(summary, draft.currency, locale),
         "return_link": draft.return_link,
         "button": one_line(wording.button),
         "closing": _paragraphs(wording.closing),
