@@ -50,7 +50,8 @@ def _summary(state: CartState) -> dict[str, Any]:
 
 
 def _wake(state: CartState, shop: ShopRecord, rules: Rules, stored: Any | None) -> datetime | None:
-    """The cart's timer after this batch: any activity restarts the wait for its next step."""
+    """The cart's timer after this batch: any activity restarts the wait for its next step
+    (and reopens an expired cart, see ``carts.state.give_up``)."""
     return wake_at(
         status=state.status,
         last_activity_at=state.last_activity_at,
@@ -184,8 +185,11 @@ class _Batch:
         if fact := _consent_fact(shop, before, state, [self.items[i][1] for i in group.events]):
             self.consents.append((index, fact))
         if state.status is not (before.status if before else CartStatus.OPEN):
+            reopened = before is not None and before.status is CartStatus.EXPIRED
+            reopened &= state.status is CartStatus.OPEN
             change = _audit(
-                shop, now, actor, f"status:{state.status.value}", state.status_reason,
+                shop, now, actor, f"status:{state.status.value}",
+                "the shopper came back" if reopened else state.status_reason,
                 _summary(before) if before else None, _summary(state),
             )  # fmt: skip
             self.audits.append((index, change))

@@ -43,6 +43,7 @@ class Base(DeclarativeBase):
 
 class CartStatus(StrEnum):
     OPEN = "open"
+    EXPIRED = "expired"  # the waiter gave up; the shopper's next activity reopens it
     CLOSED = "closed"
     SUPPRESSED = "suppressed"
     WRITTEN_OFF = "written_off"
@@ -175,6 +176,8 @@ class Cart(Base):
     # cart carries no lease.
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_reminder_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the waiter last gave up on the cart: only activity after it reopens the cart.
+    given_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class CartKey(Base):

@@ -57,12 +57,15 @@ _REMINDED = (
         next_wake_at=bindparam("_wake", type_=UtcDateTime()),
     )
 )
-_CLOSED = (
+# Giving up (``carts.state.give_up`` on an open cart the shopper has left): expired as of
+# now, which only activity after now undoes.
+_EXPIRED = (
     update(carts)
     .where(carts.c.id == bindparam("_cart_id"))
     .values(
-        status=bindparam("_status"),
+        status=CartStatus.EXPIRED.value,
         status_reason=bindparam("_reason"),
+        given_up_at=bindparam("_at", type_=UtcDateTime()),
         next_wake_at=None,
         updated_at=bindparam("_at", type_=UtcDateTime()),
     )
@@ -88,9 +91,10 @@ class WaiterRepository:
         if rows:
             self.conn.execute(_REMINDED, rows)
 
-    def close(self, rows: list[dict[str, Any]]) -> None:
+    def expire(self, rows: list[dict[str, Any]]) -> None:
+        """Rows of ``_cart_id``, ``_reason`` and ``_at``."""
         if rows:
-            self.conn.execute(_CLOSED, rows)
+            self.conn.execute(_EXPIRED, rows)
 
     def enqueue(self, rows: list[dict[str, Any]]) -> None:
         """Outbox rows; a (cart, step) already queued stays as it was."""
