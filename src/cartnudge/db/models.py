@@ -248,11 +248,22 @@ class SendStatus(StrEnum):
 
 
 class Send(Base):
-    """The outbox: one row per (cart, step), so a reminder is sent at most once."""
+    """The outbox: one row per (cart, step), so a reminder is sent at most once. Carts
+    found to be one keep every send either had: those of the merged cart are marked
+    ``merged_from`` and stay beside the kept cart's own, outside that rule (the merge
+    cancels a step's second copy that has not left)."""
 
     __tablename__ = "sends"
     __table_args__ = (
-        UniqueConstraint("cart_id", "step"),
+        Index(
+            "ix_sends_one_per_step",
+            "shop_id",
+            "cart_id",
+            "step",
+            unique=True,
+            sqlite_where=text("merged_from IS NULL"),
+            postgresql_where=text("merged_from IS NULL"),
+        ),
         Index(
             "ix_sends_due",
             "due_at",
@@ -292,6 +303,8 @@ class Send(Base):
     handed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     subject: Mapped[str | None] = mapped_column(Text)  # as composed, for the owner to see
     voice_version: Mapped[int | None] = mapped_column(Integer)
+    # The cart it was decided for, when that cart was later merged into this one.
+    merged_from: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ConsentKind(StrEnum):

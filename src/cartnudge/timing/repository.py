@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cartnudge.db.models import Cart, CartStatus, Send, table_of
-from cartnudge.db.portable import insert_many_ignore
 from cartnudge.db.types import UtcDateTime
 
 carts = table_of(Cart)
@@ -72,6 +73,16 @@ _EXPIRED = (
 )
 
 
+@cache
+def _enqueue(dialect: str) -> Any:
+    """Insert sends; a (cart, step) the cart already decided is left as it was. Sends it
+    took over from a merged cart are outside that rule (see ``Send``)."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(sends).on_conflict_do_nothing(
+        index_elements=["shop_id", "cart_id", "step"], index_where=sends.c.merged_from.is_(None)
+    )
+
+
 class WaiterRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -98,4 +109,5 @@ class WaiterRepository:
 
     def enqueue(self, rows: list[dict[str, Any]]) -> None:
         """Outbox rows; a (cart, step) already queued stays as it was."""
-        insert_many_ignore(self.conn, sends, rows, conflict=("cart_id", "step"))
+        if rows:
+            self.conn.execute(_enqueue(self.conn.dialect.name), rows)
