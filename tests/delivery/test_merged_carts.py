@@ -14,6 +14,7 @@ from cartnudge.shops.repository import ShopRecord
 from cartnudge.timing.waiter import wake_due
 from tests.conftest import T0
 from tests.delivery.helpers import H, Pass, sends
+from tests.delivery.test_sender import claimed, deliver
 from tests.intake.helpers import carts, post_shopify
 from tests.intake.test_shopify_lane import current_checkout
 
@@ -22,7 +23,13 @@ CART_TOKEN = "cart-token-1"
 
 
 def checkout(
-    client: TestClient, shop: ShopRecord, token: str, at: datetime, *, cart_token: str | None
+    client: TestClient,
+    shop: ShopRecord,
+    token: str,
+    at: datetime,
+    *,
+    cart_token: str | None,
+    email: str = "bob.norman@hostmail.com",
 ) -> None:
     """A Shopify checkout of a 409.94 USD cart (the big tier: reminders 1 h, then 20 h),
     the shopper opted in, last changed at ``at``."""
@@ -32,6 +39,7 @@ def checkout(
         updated_at=at.isoformat(),
         created_at=at.isoformat(),
         buyer_accepts_marketing=True,
+        email=email,
     )
     response = post_shopify(client, shop, "checkouts/update", payload, f"wh-{token}-{at}")
     assert response.status_code == 200, response.text
@@ -106,3 +114,22 @@ def test_a_queued_step_of_the_absorbed_cart_goes_out_once(
     assert [(s.step, s.status) for s in sends(engine)] == [(1, "sent")]
     [cart] = carts(engine, sender_shop.id)
     assert cart.reminders_sent == 1
+
+
+def test_a_claimed_copy_of_a_step_already_sent_is_withdrawn_before_its_hand_over(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    checkout(client, sender_shop, "first", T0, cart_token=None)
+    # The same cart, with the address typed differently at checkout.
+    work = "bob@work.example"
+    checkout(client, sender_shop, "second", T0 + 30 * M, cart_token=CART_TOKEN, email=work)
+    assert run(T0 + 60 * M)["sent"] == 1  # the first cart's step 1
+    wake_due(engine, T0 + 90 * M)
+    [outgoing] = claimed(engine, T0 + 90 * M, run.providers)  # the second cart's step 1
+
+    merge(client, engine, sender_shop, T0 + 95 * M)
+
+    assert deliver(engine, T0 + 95 * M, run.providers, [outgoing])["withdrawn"] == 1
+    assert [m["To"] for m in run.emails()] == ["bob.norman@hostmail.com"]
+    withdrawn = next(s for s in sends(engine) if s.id == outgoing.send_id)
+    assert (withdrawn.status, withdrawn.handed_at) == ("cancelled", None)
