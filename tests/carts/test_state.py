@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cartnudge.carts.state import CartState, fold, join, new_state
+from cartnudge.carts.state import CartState, fold, give_up, join, new_state
 from cartnudge.db.models import CartStatus
 from cartnudge.intake.events import CartEvent, EventKind, Item, KeyKind, OrderInfo
 
@@ -105,3 +106,73 @@ def test_the_newest_event_that_speaks_for_a_field_wins(sequence: list[CartEvent]
         assert state.email is None
     assert state.last_activity_at == max(e.occurred_at for e in sequence)
     assert state.first_activity_at == min(e.occurred_at for e in sequence)
+
+
+# -- the waiter's give-ups, among the events ------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    at: datetime
+    reason: str
+
+
+Step = CartEvent | GiveUp
+
+give_ups = st.builds(
+    GiveUp,
+    at=st.integers(0, 86_400 * 3).map(lambda s: BASE + timedelta(seconds=s)),
+    reason=st.sampled_from(["no purchase after 2 reminder(s)", "no address to remind"]),
+)
+
+
+def apply(state: CartState, step: Step) -> CartState:
+    if isinstance(step, GiveUp):
+        return give_up(state, at=step.at, reason=step.reason)
+    return fold(state, step)
+
+
+def run_all(steps: list[Step]) -> CartState:
+    """From the first event (a cart exists once an event names it), in the given order."""
+    first = next(s for s in steps if isinstance(s, CartEvent))
+    return reduce(apply, steps, new_state(first))
+
+
+@settings(max_examples=300)
+@given(histories(), st.lists(give_ups, max_size=3), st.randoms(use_true_random=False))
+def test_give_ups_and_events_in_any_order_give_the_same_state(
+    sequence: list[CartEvent], stops: list[GiveUp], rnd: object
+) -> None:
+    steps: list[Step] = [*sequence, *stops]
+    shuffled = steps * 2
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert run_all(shuffled) == run_all(steps)
+
+
+@settings(max_examples=200)
+@given(histories(min_size=2), st.lists(give_ups, max_size=3), st.integers(1, 7), st.integers(0, 3))
+def test_joining_two_halves_with_give_ups_equals_the_whole(
+    sequence: list[CartEvent], stops: list[GiveUp], cut: int, stop_cut: int
+) -> None:
+    cut = min(cut, len(sequence) - 1)
+    left: list[Step] = [*sequence[:cut], *stops[:stop_cut]]
+    right: list[Step] = [*sequence[cut:], *stops[stop_cut:]]
+    whole = run_all([*sequence, *stops])
+    assert join(run_all(left), run_all(right)) == whole
+    assert join(run_all(right), run_all(left)) == whole
+
+
+@given(histories(), st.lists(give_ups, max_size=3))
+def test_a_cart_is_expired_exactly_while_no_activity_is_after_the_latest_give_up(
+    sequence: list[CartEvent], stops: list[GiveUp]
+) -> None:
+    state = run_all([*sequence, *stops])
+    closing = [e for e in sequence if e.is_purchase or e.kind is EventKind.CART_DELETED]
+    latest = max((s.at for s in stops), default=None)
+    last_activity = max(e.shopper_acted_at for e in sequence)
+    if closing:
+        assert state.status not in (CartStatus.OPEN, CartStatus.EXPIRED)
+    elif latest is not None and last_activity <= latest:
+        assert state.status is CartStatus.EXPIRED
+        assert state.status_reason == min(s.reason for s in stops if s.at == latest)
+    else:
+        assert (state.status, state.status_reason) == (CartStatus.OPEN, None)
+    assert state.given_up_at == latest

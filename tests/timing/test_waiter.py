@@ -62,7 +62,7 @@ def test_a_carts_reminders_come_at_the_rules_times_then_it_is_given_up(
     assert wake_due(engine, T0 + timedelta(days=30)).woken == 0
 
     [cart] = carts(engine, shop.id)
-    assert (cart.status, cart.next_wake_at) == ("closed", None)
+    assert (cart.status, cart.next_wake_at) == ("expired", None)
     assert [(s.step, s.status, s.due_at) for s in sends(engine)] == [
         (1, "queued", T0 + 2 * H),
         (2, "queued", T0 + 24 * H),
@@ -72,7 +72,7 @@ def test_a_carts_reminders_come_at_the_rules_times_then_it_is_given_up(
         actions = conn.execute(
             select(audit.c.action).where(audit.c.actor == "waiter").order_by(audit.c.id)
         ).scalars()
-        assert list(actions) == ["reminder:1", "reminder:2", "status:closed"]
+        assert list(actions) == ["reminder:1", "reminder:2", "status:expired"]
 
 
 def test_activity_restarts_the_wait_and_a_purchase_stops_everything(
@@ -106,12 +106,12 @@ def test_a_second_pass_at_the_same_instant_sends_nothing_more(
     assert len(sends(engine)) == 1
 
 
-def test_a_cart_without_an_address_is_closed_unreminded_until_an_address_comes(
+def test_a_cart_without_an_address_expires_unreminded_until_an_address_comes(
     client: TestClient, engine: Engine, shop: ShopRecord
 ) -> None:
     anonymous = storefront_event(cart_id="c1", event_id="e1", occurred_at=T0, email=None)
     post_storefront(client, shop, anonymous)
-    # Medium tier: 2 h and 22 h of waits, then 2 d: closed when a reminded cart would be.
+    # Medium tier: 2 h and 22 h of waits, then 2 d: expired when a reminded cart would be.
     closing = T0 + 24 * H + timedelta(days=2)
     assert carts(engine, shop.id)[0].next_wake_at == closing
     assert wake_due(engine, T0 + 2 * H).woken == 0
@@ -127,7 +127,7 @@ def test_a_cart_without_an_address_is_closed_unreminded_until_an_address_comes(
     assert wake_due(engine, closing).moves["given_up"] == 1
     first = carts(engine, shop.id)[0]
     assert (first.status, first.status_reason, first.next_wake_at) == (
-        "closed",
+        "expired",
         "no address to remind",
         None,
     )

@@ -15,7 +15,7 @@ carts_app = typer.Typer(no_args_is_help=True, help="The cart list.")
 def carts_list(
     shop: Annotated[str, typer.Option(help="Shop slug.")],
     status: Annotated[
-        str | None, typer.Option(help="open, bought, closed, suppressed, written_off")
+        str | None, typer.Option(help="open, expired, closed, suppressed, written_off, bought")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -63,6 +63,7 @@ def send_view(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
         "cart_id": row.cart_id,
+        "merged_from": row.merged_from,  # the cart it was decided for, merged into this one
         "step": row.step,
         "status": row.status,
         "reason": row.reason,

@@ -27,7 +27,6 @@ from cartnudge.db.models import (
     CartKey,
     InboxEvent,
     Order,
-    Send,
     table_of,
 )
 from cartnudge.db.portable import insert_many_ids, insert_many_returning
@@ -38,7 +37,6 @@ keys_t = table_of(CartKey)
 orders = table_of(Order)
 audit = table_of(AuditEntry)
 inbox = table_of(InboxEvent)
-sends = table_of(Send)
 
 # Built once, executed with parameter dicts (see cartnudge.db.portable).
 _UPDATE_CART = update(carts).where(carts.c.id == bindparam("_cart_id"))
@@ -197,25 +195,15 @@ class CartRepository:
         self.conn.execute(_UPDATE_CART, {"_cart_id": cart_id, "updated_at": now, **values})
 
     def absorb(self, shop_id: int, keep_id: int, gone_ids: Sequence[int]) -> None:
-        """Point every key, event and audit row of ``gone_ids`` at ``keep_id``; drop them."""
+        """Point every key, event, audit row and order of ``gone_ids`` at ``keep_id``; drop
+        them. Their sends must have been taken over first (``SenderRepository.take_over``):
+        dropping a cart drops what still names it."""
         for table in (keys_t, inbox, audit, orders):
             self.conn.execute(
                 update(table)
                 .where(table.c.shop_id == shop_id, table.c.cart_id.in_(gone_ids))
                 .values(cart_id=keep_id)
             )
-        # A reminder step the kept cart already has stays the kept cart's; the merged
-        # cart's own record of that step goes with it (one send per cart and step).
-        kept_steps = select(sends.c.step).where(sends.c.cart_id == keep_id).scalar_subquery()
-        self.conn.execute(
-            update(sends)
-            .where(
-                sends.c.shop_id == shop_id,
-                sends.c.cart_id.in_(gone_ids),
-                sends.c.step.not_in(kept_steps),
-            )
-            .values(cart_id=keep_id)
-        )
         self.conn.execute(delete(carts).where(carts.c.id.in_(gone_ids)))
 
     def keys_of(self, cart_id: int) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from typing import Any
 from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import CartState, fold, join, mark_bought, new_state
 from cartnudge.db.models import CartStatus, ConsentKind
+from cartnudge.delivery.repository import SenderRepository
 from cartnudge.intake.events import CartEvent, email_key, order_version, version_of
 from cartnudge.privacy.consent import entry as consent_entry
 from cartnudge.privacy.ledger_repository import LedgerRepository
@@ -50,7 +51,8 @@ def _summary(state: CartState) -> dict[str, Any]:
 
 
 def _wake(state: CartState, shop: ShopRecord, rules: Rules, stored: Any | None) -> datetime | None:
-    """The cart's timer after this batch: any activity restarts the wait for its next step."""
+    """The cart's timer after this batch: any activity restarts the wait for its next step
+    (and reopens an expired cart, see ``carts.state.give_up``)."""
     return wake_at(
         status=state.status,
         last_activity_at=state.last_activity_at,
@@ -61,6 +63,23 @@ def _wake(state: CartState, shop: ShopRecord, rules: Rules, stored: Any | None) 
         reminders_sent=stored.reminders_sent if stored is not None else 0,
         last_reminder_at=stored.last_reminder_at if stored is not None else None,
         reachable=state.email_key is not None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Reminded:
+    """The waiter's part of a cart: the steps decided so far, and when the latest was."""
+
+    reminders_sent: int = 0
+    last_reminder_at: datetime | None = None
+
+
+def _reminded(present: Sequence[Any]) -> _Reminded:
+    """Of carts that are one, the steps either had are the merged cart's: none of them is
+    decided again, and the next is timed from the latest."""
+    times = [row.last_reminder_at for row in present if row.last_reminder_at is not None]
+    return _Reminded(
+        max((row.reminders_sent for row in present), default=0), max(times, default=None)
     )
 
 
@@ -160,10 +179,12 @@ class _Batch:
                 self.order_rows.append((index, _order_row(shop, event, now)))
         assert state is not None
         state = _buy_by_email(state, self.orders.get((shop.id, state.email_key or "")), shop)
-        stored = present[0] if present else None
+        stored = _reminded(present)
         rules = self.rules[shop.id].value
         values = {
             **state.as_row(),
+            "reminders_sent": stored.reminders_sent,
+            "last_reminder_at": stored.last_reminder_at,
             "next_wake_at": _wake(state, shop, rules, stored),
             "updated_at": now,
         }
@@ -178,14 +199,21 @@ class _Batch:
             self.updates.append({**values, "_cart_id": cart_id})
             if len(present) > 1:
                 gone = [row.id for row in present[1:]]
+                cancelled = SenderRepository(self.repo.conn).take_over(shop.id, cart_id, gone, now)
                 self.repo.absorb(shop.id, cart_id, gone)
-                merged = _audit(shop, now, actor, "merged", f"carts {gone} were this cart")
+                merged = _audit(
+                    shop, now, actor, "merged", f"carts {gone} were this cart",
+                    after={"cancelled_sends": cancelled} if cancelled else None,
+                )  # fmt: skip
                 self.audits.append((index, merged))
         if fact := _consent_fact(shop, before, state, [self.items[i][1] for i in group.events]):
             self.consents.append((index, fact))
         if state.status is not (before.status if before else CartStatus.OPEN):
+            reopened = before is not None and before.status is CartStatus.EXPIRED
+            reopened &= state.status is CartStatus.OPEN
             change = _audit(
-                shop, now, actor, f"status:{state.status.value}", state.status_reason,
+                shop, now, actor, f"status:{state.status.value}",
+                "the shopper came back" if reopened else state.status_reason,
                 _summary(before) if before else None, _summary(state),
             )  # fmt: skip
             self.audits.append((index, change))

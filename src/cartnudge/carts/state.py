@@ -5,6 +5,11 @@ result. Each group of fields carries the version of the event that last set it a
 a newer event may change it; status only climbs (open < closed < owner-stopped < bought),
 so a purchase is terminal; activity times widen. ``join`` merges two carts that turn out
 to be one (a Shopify cart and its later checkout) by the same rules.
+
+Expired is not on that ladder: it is an open cart the waiter gave up on (``give_up``),
+and it lasts only while no activity is newer than the give-up. So the shopper's return
+reopens it, while an event from before the give-up, however late it arrives, does not;
+the give-up time only grows, like the activity times, which keeps every order the same.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from cartnudge.intake.events import CartEvent, EventKind, email_key
 
 STATUS_RANK = {
     CartStatus.OPEN: 0,
+    CartStatus.EXPIRED: 0,  # open or expired: the give-up time decides (``give_up``)
     CartStatus.CLOSED: 1,
     CartStatus.SUPPRESSED: 2,
     CartStatus.WRITTEN_OFF: 2,
@@ -68,6 +74,7 @@ class CartState:
     status_reason: str | None = None
     bought_at: datetime | None = None
     order_ref: str | None = None
+    given_up_at: datetime | None = None  # the waiter's latest give-up
     versions: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -100,6 +107,7 @@ class CartState:
             "last_activity_at": self.last_activity_at,
             "bought_at": self.bought_at,
             "order_ref": self.order_ref,
+            "given_up_at": self.given_up_at,
             "versions": self.versions,
         }
 
@@ -128,6 +136,7 @@ class CartState:
             last_activity_at=row.last_activity_at,
             bought_at=row.bought_at,
             order_ref=row.order_ref,
+            given_up_at=row.given_up_at,
             versions=dict(row.versions or {}),
         )
 
@@ -197,7 +206,29 @@ def fold(state: CartState, event: CartEvent) -> CartState:
     changes["last_activity_at"] = max(state.last_activity_at, acted)
     changes["saved_link"] = state.saved_link or event.kind is EventKind.CART_SAVED
     changes["versions"] = versions
-    return replace(state, **changes)
+    return _settle(replace(state, **changes))
+
+
+def give_up(state: CartState, *, at: datetime, reason: str) -> CartState:
+    """The waiter gave up on the cart at ``at``: expired until the shopper is active after
+    that. The latest give-up counts (at one instant, the first reason in text order), so
+    give-ups and events may be applied in any order."""
+    if state.given_up_at is not None and at < state.given_up_at:
+        return state
+    if STATUS_RANK[state.status] > 0 or state.last_activity_at > at:
+        return replace(state, given_up_at=at)  # closed for good, or active since
+    if state.status is CartStatus.EXPIRED and state.given_up_at == at:
+        reason = min(reason, state.status_reason or reason)
+    return replace(state, status=CartStatus.EXPIRED, status_reason=reason, given_up_at=at)
+
+
+def _settle(state: CartState) -> CartState:
+    """An expired cart with activity after its give-up is open again."""
+    if state.status is CartStatus.EXPIRED and (
+        state.given_up_at is None or state.last_activity_at > state.given_up_at
+    ):
+        return replace(state, status=CartStatus.OPEN, status_reason=None)
+    return state
 
 
 def mark_bought(state: CartState, *, at: datetime, order_ref: str, version: str) -> CartState:
@@ -274,4 +305,20 @@ def join(a: CartState, b: CartState) -> CartState:
     changes["last_activity_at"] = max(a.last_activity_at, b.last_activity_at)
     changes["saved_link"] = a.saved_link or b.saved_link
     changes["versions"] = versions
-    return replace(a, **changes)
+    given_up = [s.given_up_at for s in (a, b) if s.given_up_at is not None]
+    changes["given_up_at"] = max(given_up, default=None)
+    joined = replace(a, **changes)
+    if STATUS_RANK[joined.status] > 0:
+        return joined
+    return _expire_joined(joined, a, b)
+
+
+def _expire_joined(joined: CartState, a: CartState, b: CartState) -> CartState:
+    """Two carts neither of which is closed: expired if no activity of either is after the
+    later give-up, with the reason of the side that gave up then (as ``give_up`` picks)."""
+    at = joined.given_up_at
+    if at is None or joined.last_activity_at > at:
+        return replace(joined, status=CartStatus.OPEN, status_reason=None)
+    # The side whose give-up is the later one has no activity after it either: expired.
+    reasons = [s.status_reason or "" for s in (a, b) if s.given_up_at == at]
+    return replace(joined, status=CartStatus.EXPIRED, status_reason=min(reasons))

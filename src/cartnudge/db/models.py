@@ -43,6 +43,7 @@ class Base(DeclarativeBase):
 
 class CartStatus(StrEnum):
     OPEN = "open"
+    EXPIRED = "expired"  # the waiter gave up; the shopper's next activity reopens it
     CLOSED = "closed"
     SUPPRESSED = "suppressed"
     WRITTEN_OFF = "written_off"
@@ -180,6 +181,8 @@ class Cart(Base):
     # cart carries no lease.
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_reminder_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the waiter last gave up on the cart: only activity after it reopens the cart.
+    given_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class CartKey(Base):
@@ -250,11 +253,22 @@ class SendStatus(StrEnum):
 
 
 class Send(Base):
-    """The outbox: one row per (cart, step), so a reminder is sent at most once."""
+    """The outbox: one row per (cart, step), so a reminder is sent at most once. Carts
+    found to be one keep every send either had: those of the merged cart are marked
+    ``merged_from`` and stay beside the kept cart's own, outside that rule (the merge
+    cancels a step's second copy that has not left)."""
 
     __tablename__ = "sends"
     __table_args__ = (
-        UniqueConstraint("cart_id", "step"),
+        Index(
+            "ix_sends_one_per_step",
+            "shop_id",
+            "cart_id",
+            "step",
+            unique=True,
+            sqlite_where=text("merged_from IS NULL"),
+            postgresql_where=text("merged_from IS NULL"),
+        ),
         Index(
             "ix_sends_due",
             "due_at",
@@ -294,6 +308,8 @@ class Send(Base):
     handed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     subject: Mapped[str | None] = mapped_column(Text)  # as composed, for the owner to see
     voice_version: Mapped[int | None] = mapped_column(Integer)
+    # The cart it was decided for, when that cart was later merged into this one.
+    merged_from: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ConsentKind(StrEnum):

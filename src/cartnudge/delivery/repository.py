@@ -4,7 +4,8 @@ record what happened, and cancel or release pending sends."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
+    case,
     func,
     or_,
     select,
@@ -116,6 +118,26 @@ _CART_STATUS = (
     select(carts.c.status)
     .join(sends, sends.c.cart_id == carts.c.id)
     .where(sends.c.id == bindparam("send_id"))
+)
+# The sends of carts about to be merged, locked: a worker about to hand one over waits
+# for the merge, and then finds a cancelled one withdrawn.
+_OF_CARTS = (
+    select(sends.c.id, sends.c.cart_id, sends.c.step, sends.c.status, sends.c.handed_at)
+    .where(
+        sends.c.shop_id == bindparam("shop_id"),
+        sends.c.cart_id.in_(bindparam("cart_ids", expanding=True)),
+    )
+    .order_by(sends.c.id)
+    .with_for_update()
+)
+_CANCEL_COPY = (
+    update(sends)
+    .where(sends.c.id == bindparam("_send_id"), _PENDING)
+    .values(
+        status=SendStatus.CANCELLED.value,
+        reason=bindparam("_reason"),
+        updated_at=bindparam("_at", type_=UtcDateTime()),
+    )
 )
 _LEASE = (
     update(sends)
@@ -238,6 +260,41 @@ class SenderRepository:
         ).returning(sends.c.id)
         return sorted(self.conn.execute(stmt).scalars())
 
+    def take_over(
+        self, shop_id: int, keep_id: int, gone_ids: Sequence[int], now: datetime
+    ) -> list[int]:
+        """Carts ``gone_ids`` are ``keep_id``: their sends become its own, marked with the
+        cart they were decided for, so every record of a send stays. Where the carts had
+        the same step twice, the copy that has not left is cancelled (one that may have
+        reached the shopper stands, else the kept cart's own): the shopper gets each step
+        once. Returns the cancelled send ids."""
+        rows = self.conn.execute(_OF_CARTS, {"shop_id": shop_id, "cart_ids": [keep_id, *gone_ids]})
+        copies = second_copies(list(rows), keep_id)
+        if copies:
+            self.conn.execute(
+                _CANCEL_COPY,
+                [
+                    {
+                        "_send_id": copy,
+                        "_reason": f"not sent: merged carts had step {step} twice; "
+                        f"send {stands} is that step",
+                        "_at": now,
+                    }
+                    for copy, step, stands in copies
+                ],
+            )
+        self.conn.execute(
+            update(sends)
+            .where(sends.c.shop_id == shop_id, sends.c.cart_id.in_(gone_ids))
+            .values(
+                cart_id=keep_id,
+                merged_from=case(
+                    (sends.c.merged_from.is_(None), sends.c.cart_id), else_=sends.c.merged_from
+                ),
+            )
+        )
+        return [copy for copy, _, _ in copies]
+
     def release_held(self, shop_id: int, now: datetime) -> int:
         """Make a shop's held sends due now (its sender identity has just been set)."""
         stmt = (
@@ -252,3 +309,35 @@ class SenderRepository:
             .values(due_at=now, reason=None, updated_at=now)
         )
         return int(self.conn.execute(stmt).rowcount or 0)
+
+
+def second_copies(rows: Sequence[Any], keep_id: int) -> list[tuple[int, int, int]]:
+    """Of the sends of carts that are one, those to cancel as (send id, step, the send
+    that stands for that step): per step, the first that may have reached the shopper
+    stands, else the kept cart's own (then the earliest); every other one that has not
+    left goes. Sends already skipped, failed or cancelled neither stand nor go."""
+    by_step: dict[int, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_step[row.step].append(row)
+    copies = []
+    for step, group in sorted(by_step.items()):
+        left = [r for r in group if _has_left(r)]
+        waiting = [r for r in group if _waits(r)]
+        ranked = left + sorted(waiting, key=lambda r: (r.cart_id != keep_id, r.id))
+        if not ranked:
+            continue
+        stands = ranked[0]
+        copies += [(r.id, step, stands.id) for r in waiting if r is not stands]
+    return copies
+
+
+def _has_left(row: Any) -> bool:
+    """Handed to a provider, or possibly: it may have reached the shopper."""
+    return row.status in REACHED and (row.status != SendStatus.SENDING.value or bool(row.handed_at))
+
+
+def _waits(row: Any) -> bool:
+    """Queued, or claimed and not yet handed over (``_PENDING``)."""
+    return row.status == SendStatus.QUEUED.value or (
+        row.status == SendStatus.SENDING.value and row.handed_at is None
+    )

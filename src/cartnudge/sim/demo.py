@@ -243,7 +243,7 @@ def describe(story: Story, outbox: Path, seconds: float) -> list[str]:
         + ", ".join(f"step {k}: {v}" for k, v in sorted(steps.items())),
         f"  deferred by quiet hours     {story.passes['deferred']} (sent in the morning)",
         f"  stopped by a purchase       {by_purchase} (decided, then the shopper bought)",
-        f"  given up                    {story.outcomes['carts'].get('closed', 0)}",
+        f"  given up                    {story.outcomes['carts'].get('expired', 0)}",
     ]
     for reason, n in sorted(refused.items()):
         lines.append(f"  not sent                    {n}  ({reason})")

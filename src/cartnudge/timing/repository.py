@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cartnudge.db.models import Cart, CartStatus, Send, table_of
-from cartnudge.db.portable import insert_many_ignore
 from cartnudge.db.types import UtcDateTime
 
 carts = table_of(Cart)
@@ -57,16 +58,29 @@ _REMINDED = (
         next_wake_at=bindparam("_wake", type_=UtcDateTime()),
     )
 )
-_CLOSED = (
+# Giving up (``carts.state.give_up`` on an open cart the shopper has left): expired as of
+# now, which only activity after now undoes.
+_EXPIRED = (
     update(carts)
     .where(carts.c.id == bindparam("_cart_id"))
     .values(
-        status=bindparam("_status"),
+        status=CartStatus.EXPIRED.value,
         status_reason=bindparam("_reason"),
+        given_up_at=bindparam("_at", type_=UtcDateTime()),
         next_wake_at=None,
         updated_at=bindparam("_at", type_=UtcDateTime()),
     )
 )
+
+
+@cache
+def _enqueue(dialect: str) -> Any:
+    """Insert sends; a (cart, step) the cart already decided is left as it was. Sends it
+    took over from a merged cart are outside that rule (see ``Send``)."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(sends).on_conflict_do_nothing(
+        index_elements=["shop_id", "cart_id", "step"], index_where=sends.c.merged_from.is_(None)
+    )
 
 
 class WaiterRepository:
@@ -88,10 +102,12 @@ class WaiterRepository:
         if rows:
             self.conn.execute(_REMINDED, rows)
 
-    def close(self, rows: list[dict[str, Any]]) -> None:
+    def expire(self, rows: list[dict[str, Any]]) -> None:
+        """Rows of ``_cart_id``, ``_reason`` and ``_at``."""
         if rows:
-            self.conn.execute(_CLOSED, rows)
+            self.conn.execute(_EXPIRED, rows)
 
     def enqueue(self, rows: list[dict[str, Any]]) -> None:
         """Outbox rows; a (cart, step) already queued stays as it was."""
-        insert_many_ignore(self.conn, sends, rows, conflict=("cart_id", "step"))
+        if rows:
+            self.conn.execute(_enqueue(self.conn.dialect.name), rows)

@@ -2,7 +2,8 @@
 
 For each due cart the pure ``decide`` gives the move; in the same transaction the pass
 enqueues the reminder (an outbox row, unique per cart and step), moves or clears the
-cart's timer, closes carts it gives up on, and writes the audit rows. Every handler may
+cart's timer, marks the carts it gives up on expired (until the shopper comes back, see
+``carts.state.give_up``), and writes the audit rows. Every handler may
 run twice: a second pass over the same cart finds its timer moved, and the outbox's
 unique (cart, step) refuses a second copy of a reminder.
 """
@@ -59,7 +60,7 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
     rules = rules_of(conn, {row.shop_id for row in due})
     wakes: list[dict[str, Any]] = []
     reminded: list[dict[str, Any]] = []
-    closed: list[dict[str, Any]] = []
+    expired: list[dict[str, Any]] = []
     queued: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
     for row in due:
@@ -96,16 +97,9 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
             )
             report.moves["reminders"] += 1
         elif isinstance(move, GiveUp):
-            closed.append(
-                {
-                    "_cart_id": row.id,
-                    "_status": CartStatus.CLOSED.value,
-                    "_reason": move.reason,
-                    "_at": now,
-                }
-            )
-            change = ({"status": row.status}, {"status": CartStatus.CLOSED.value})
-            audits.append(_audit(row, now, "status:closed", move.reason, *change))
+            expired.append({"_cart_id": row.id, "_reason": move.reason, "_at": now})
+            change = ({"status": row.status}, {"status": CartStatus.EXPIRED.value})
+            audits.append(_audit(row, now, "status:expired", move.reason, *change))
             report.moves["given_up"] += 1
         else:
             assert isinstance(move, Leave)
@@ -114,7 +108,7 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
     repo.enqueue(queued)
     repo.mark_reminded(reminded)
     repo.set_wakes(wakes)
-    repo.close(closed)
+    repo.expire(expired)
     CartRepository(conn).audit_many(audits)
     return report
 
