@@ -29,6 +29,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("carts", schema=None) as batch_op:
-        for name in reversed(PARTS):
-            batch_op.drop_column(name)
+    # Not by copying the table, as batch mode would on SQLite: dropping the old carts
+    # table would delete every key, send and click of its carts.
+    for name in reversed(PARTS):
+        op.drop_column("carts", name)
