@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cartnudge.db.engine import make_engine
 from cartnudge.logs import JsonStderrHandler, configure_logging
+from cartnudge.testing.postgres import PostgresServer
 
 ADDRESS = "Zelda.Quinlan@Privacy.Example"
 TOKEN = "AAAAAAAAAAEpWcYm2oO0j0h1ZEx9dX1-"
@@ -158,9 +159,32 @@ def test_configure_logging_sends_uvicorn_and_our_records_as_json_and_quiets_alem
 
     assert [(line["logger"], line["message"]) for line in lines(capsys)] == [
         ("uvicorn.error", "Uvicorn running on http://127.0.0.1:8000"),
-        ("uvicorn.access", '127.0.0.1:1 - "GET /c/… HTTP/1.1" 302'),
+        ("uvicorn.access", '- - "GET /c/… HTTP/1.1" 302'),
         ("uvicorn.access", '127.0.0.1:1 - "POST /webhooks/storefront/tea HTTP/1.1" 401'),
         ("cartnudge.worker", "database away; retrying"),
+    ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_access_lines_name_no_client_but_a_refused_webhook_sender(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info")
+    access = logging.getLogger("uvicorn.access")
+    line = '%s - "%s %s HTTP/%s" %d'
+    shopper = "203.0.113.77:52114"
+    access.info(line, shopper, "GET", f"/c/{TOKEN}", "1.1", 302)
+    access.info(line, shopper, "GET", f"/u/{TOKEN}", "1.1", 200)
+    access.info(line, shopper, "POST", f"/u/{TOKEN}", "1.1", 200)
+    access.info(line, shopper, "GET", "/healthz", "1.1", 200)
+    access.info(line, "198.51.100.9:443", "POST", "/webhooks/shopify", "1.1", 401)
+
+    assert [line["message"] for line in lines(capsys)] == [
+        '- - "GET /c/… HTTP/1.1" 302',
+        '- - "GET /u/… HTTP/1.1" 200',
+        '- - "POST /u/… HTTP/1.1" 200',
+        '- - "GET /healthz HTTP/1.1" 200',
+        '198.51.100.9:443 - "POST /webhooks/shopify HTTP/1.1" 401',
     ]
 
 
@@ -183,3 +207,43 @@ def test_a_database_error_does_not_carry_the_row_it_failed_on(tmp_path: Path) ->
 
     assert "parameters hidden" in str(failed.value)
     assert ADDRESS not in str(failed.value)
+
+
+def test_a_postgresql_error_detail_does_not_carry_the_row_into_a_log_line(
+    postgres_server: PostgresServer, log: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL quotes the row in its DETAIL line, which SQLAlchemy's hide_parameters
+    does not reach: a unique key's value, or the whole row that broke a NOT NULL."""
+    engine = make_engine(postgres_server.url)
+    errors: list[IntegrityError] = []
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS signups (name TEXT UNIQUE)"))
+            conn.execute(text("ALTER TABLE signups ADD COLUMN IF NOT EXISTS city TEXT NOT NULL"))
+            insert = text("INSERT INTO signups VALUES (:name, :city)")
+            conn.execute(insert, {"name": "Quinlan", "city": "Ashbourne"})
+            for row in (
+                {"name": "Quinlan", "city": "Ashbourne"},
+                {"name": "Larkspur", "city": None},
+            ):
+                with pytest.raises(IntegrityError) as failed, conn.begin_nested():
+                    conn.execute(insert, row)
+                errors.append(failed.value)
+    finally:
+        engine.dispose()
+    assert all("DETAIL" in str(error) for error in errors)  # the server did say it
+
+    for error in errors:
+        log.warning("insert failed: %s", error)
+        try:
+            raise error
+        except IntegrityError:
+            log.exception("insert failed")
+
+    written = capsys.readouterr().err
+    for secret in ("Quinlan", "Ashbourne", "Larkspur"):
+        assert secret not in written, written
+    records = [json.loads(line) for line in written.splitlines()]
+    assert "DETAIL:  Key (name)=(…) already exists." in records[0]["message"]
+    assert "DETAIL:  …" in records[2]["message"]
+    assert "UniqueViolation" in records[1]["exception"]

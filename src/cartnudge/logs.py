@@ -1,8 +1,11 @@
 """Logs: one JSON object per line on stderr, with nothing in them that identifies a shopper.
 
 Every record (ours, uvicorn's server and access logs, alembic's warnings) goes through one
-handler. ``PrivacyFilter`` masks anything shaped like an email address, and the signed token
-in a link path (``/c/…``, ``/u/…``: a token is a bearer credential); ``JsonLineFormatter``
+handler. ``PrivacyFilter`` masks anything shaped like an email address, the signed token
+in a link path (``/c/…``, ``/u/…``: a token is a bearer credential), and the values in a
+PostgreSQL error's ``DETAIL`` line (``Key (email_key)=(…)``, ``Failing row contains (…)``:
+the server quotes the row there, past SQLAlchemy's ``hide_parameters``). uvicorn's access
+lines name no client address, except for webhooks (``HideClientAddress``); ``JsonLineFormatter``
 writes ``time`` (UTC, RFC 3339), ``level``, ``logger``, ``message``, any ``extra=`` fields and
 ``exception``. The filter is a safety net, not the rule: a log call names carts, sends and shops
 by id and never by address; names, postal addresses and phone numbers have no shape a
@@ -26,6 +29,11 @@ LINK_MASK = "…"
 _EMAIL = re.compile(r"[\w.%+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
 # The token of a click (/c/) or unsubscribe (/u/) link, up to the next /, ?, # or space.
 _LINK_TOKEN = re.compile(r"/([cu])/[^/?#\s\"']+")
+# PostgreSQL's DETAIL line, as psycopg puts it in an error's text: up to the end of the line.
+_PG_DETAIL = re.compile(r"(DETAIL:\s+)([^\n]*)")
+# Its most common shape, whose column names are worth keeping: Key (cols)=(values) ….
+_PG_KEY = re.compile(r"Key \(([^)]*)\)=\(.*\)((?: already exists| is not present| is still).*)?")
+CLIENT_MASK = "-"
 # What every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 # uvicorn's coloured duplicate of its message, for its own console formatter.
@@ -38,7 +46,16 @@ def redact(text: str) -> str:
         text = _EMAIL.sub(EMAIL_MASK, text)
     if "/c/" in text or "/u/" in text:
         text = _LINK_TOKEN.sub(rf"/\1/{LINK_MASK}", text)
+    if "DETAIL:" in text:
+        text = _PG_DETAIL.sub(_masked_detail, text)
     return text
+
+
+def _masked_detail(found: re.Match[str]) -> str:
+    key = _PG_KEY.fullmatch(found[2])
+    if key is not None:
+        return f"{found[1]}Key ({key[1]})=({LINK_MASK}){key[2] or ''}"
+    return f"{found[1]}{LINK_MASK}"
 
 
 def _redact_value(value: Any) -> Any:
@@ -101,6 +118,23 @@ class SkipAcceptedWebhooks(logging.Filter):
         return True
 
 
+class HideClientAddress(logging.Filter):
+    """Replaces the client's address in uvicorn's access line with ``-``. On the link
+    pages (click, unsubscribe) and every other page it is the shopper's (or, behind a
+    proxy, whatever ``X-Forwarded-For`` said). Webhook lines keep it: their client is the
+    platform or the store's server, never a shopper, and only refused deliveries have a
+    line (``SkipAcceptedWebhooks``), where the source tells a store with a wrong secret
+    from someone forging deliveries."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args  # uvicorn's: client, method, path and query, HTTP version, status
+        if isinstance(args, tuple) and len(args) == 5:
+            path = args[2]
+            if not (isinstance(path, str) and path.startswith("/webhooks/")):
+                record.args = (CLIENT_MASK, *args[1:])
+        return True
+
+
 class JsonLineFormatter(JsonFormatter):
     """``{"time", "level", "logger", "message", …extra, "exception"}`` on one line."""
 
@@ -151,13 +185,16 @@ def logging_config(level: str | int) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"accepted_webhooks": {"()": SkipAcceptedWebhooks}},
+        "filters": {
+            "accepted_webhooks": {"()": SkipAcceptedWebhooks},
+            "client_address": {"()": HideClientAddress},
+        },
         "handlers": {"json": {"()": JsonStderrHandler}},
         "root": {"level": level_no, "handlers": ["json"]},
         "loggers": {
             "uvicorn": dict(inherit),
             "uvicorn.error": dict(inherit),
-            "uvicorn.access": {**inherit, "filters": ["accepted_webhooks"]},
+            "uvicorn.access": {**inherit, "filters": ["accepted_webhooks", "client_address"]},
             "alembic": {"level": max(level_no, logging.WARNING)},
             # One INFO line per request from `events send-example` and `reconcile` would
             # only repeat what the command prints.

@@ -83,8 +83,9 @@ def erase_command(
     emails, and the address wherever it appears. Counts stay, so reports still add up; an
     unsubscribe is kept under a one-way key so they are never emailed again."""
     from cartnudge.clock import system_clock
+    from cartnudge.db.engine import forget_old_copies
     from cartnudge.db.session import writing
-    from cartnudge.privacy.service import erase
+    from cartnudge.privacy.service import ERASING_TABLES, erase
     from cartnudge.privacy.worker import files_of
 
     shopper = _shopper(email, order)
@@ -102,7 +103,9 @@ def erase_command(
         counts = erase(
             conn, record, shopper, system_clock(), files_of(rt.settings), actor="owner:cli"
         )
-    emit({"shop": record.slug, "erased": counts})
+    # After the commit: the database's old copies of the rows hold the shopper too.
+    dropped = forget_old_copies(rt.engine, ERASING_TABLES)
+    emit({"shop": record.slug, "erased": counts, "old_copies_dropped": dropped})
 
 
 @privacy_app.command("consent")

@@ -22,12 +22,15 @@ from cartnudge.carts.repository import CartRepository
 from cartnudge.db.models import Base, PrivacyLogEntry
 from cartnudge.privacy.consent import history, suppression_key
 from cartnudge.privacy.files import PrivacyFiles
-from cartnudge.privacy.ledger_repository import LedgerRepository
-from cartnudge.privacy.repository import PrivacyRepository, audit, inbox, sends
+from cartnudge.privacy.ledger_repository import LedgerRepository, ledger
+from cartnudge.privacy.repository import PrivacyRepository, audit, carts, inbox, orders, sends
 from cartnudge.shops.repository import ShopRecord
 
 ERASED = "[erased]"
 ERASED_REASON = "the shopper's data was erased"
+# The tables an erasure or retention rewrites: their old row versions hold what went
+# (``cartnudge.db.engine.forget_old_copies``).
+ERASING_TABLES = tuple(str(t.name) for t in (carts, sends, inbox, orders, audit, ledger))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,7 @@ def erase(
             shop.id, address, suppression_key(shop.id, address)
         )
         counts["exports"] += files.delete_exports_mentioning(shop.slug, address)
+        counts["email_files"] += files.delete_emails_mentioning(shop.slug, address)
     repo.log(shop.id, "erase", actor, now, counts, request_id)
     return counts
 
@@ -177,14 +181,14 @@ def erase_shop(
     """Delete every row and file of the shop. The log entry that records it names no shop
     row (there is none left), only the counts."""
     repo = PrivacyRepository(conn)
-    counts = {str(table.name): repo.count_of_shop(table, shop.id) for table in _shop_tables()}
+    counts = {str(table.name): repo.count_of_shop(table, shop.id) for table in shop_tables()}
     files.delete_shop(shop.slug)
     repo.delete_shop(shop.id)
     repo.log(None, "shop_erase", actor, now, counts)
     return counts
 
 
-def _shop_tables() -> list[Table]:
+def shop_tables() -> list[Table]:
     """Every table whose rows belong to a shop (the privacy log outlives its shop)."""
     return [
         table
