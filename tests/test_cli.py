@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,3 +194,38 @@ def test_storefront_secret_rotation_accepts_both_until_finished(
     assert refused.status_code == 401
     assert cli("shop", "rotate-secret", shop.slug, "--finish").exit_code == 2
     assert cli("shop", "rotate-secret", "nope").exit_code == 2
+
+
+def _server_record(home: Path, pid: int, listen_url: str) -> None:
+    record = {"pid": pid, "listen_url": listen_url, "public_url": listen_url}
+    (home / "server.json").write_text(json.dumps(record))
+
+
+def test_commands_use_the_running_servers_address_unless_told_otherwise(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CARTNUDGE_PUBLIC_URL")
+    _server_record(tmp_path, os.getpid(), "http://127.0.0.1:8765")  # a live process
+    base = ["--name", "S", "--timezone", "UTC", "--currency", "USD"]
+
+    added = json.loads(cli("shop", "add", "s", *base).output)
+    monkeypatch.setenv("CARTNUDGE_PUBLIC_URL", "https://carts.example")
+    listed = json.loads(cli("shop", "list").output)
+
+    assert added["webhooks"]["stripe"]["url"] == "http://127.0.0.1:8765/webhooks/stripe/s"
+    assert listed[0]["webhooks"]["stripe"]["url"] == "https://carts.example/webhooks/stripe/s"
+
+
+def test_a_stale_server_record_is_ignored(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A server killed before it could remove its record: its process is gone.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    monkeypatch.delenv("CARTNUDGE_PUBLIC_URL")
+    _server_record(tmp_path, gone.pid, "http://127.0.0.1:8765")
+    base = ["--name", "S", "--timezone", "UTC", "--currency", "USD"]
+
+    added = json.loads(cli("shop", "add", "s", *base).output)
+
+    assert added["webhooks"]["stripe"]["url"] == "http://127.0.0.1:8000/webhooks/stripe/s"

@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from cartnudge.carts.commands import carts_app
-from cartnudge.cli_support import Runtime, close_runtimes, emit, fail, runtime
+from cartnudge.cli_support import (
+    Runtime,
+    close_runtimes,
+    emit,
+    fail,
+    forget_server,
+    record_server,
+    runtime,
+)
 from cartnudge.clock import system_clock
 from cartnudge.config import Settings
 from cartnudge.delivery.commands import sends_app
@@ -127,6 +135,7 @@ def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
         rt.settings.public_url = f"http://{host}:{port}"
         os.environ["CARTNUDGE_PUBLIC_URL"] = rt.settings.public_url  # for worker processes
     _ensure_demo_shop(rt)
+    record_server(rt.settings.home, _local_url(host, port), rt.settings.public_url)
     writer = None
     if rt.settings.is_sqlite:
         # SQLite takes one writer at a time: one writer process commits for every web
@@ -163,11 +172,21 @@ def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
                 log_config=log_config,
             )
     finally:
+        forget_server(rt.settings.home)
         if loops is not None:
             loops.stop()
         # After uvicorn has answered its in-flight requests, which wait on the writer.
         if writer is not None:
             writer.stop()
+
+
+def _local_url(host: str, port: int) -> str:
+    """How a command on this machine reaches a server listening on ``host``."""
+    if host in {"", "0.0.0.0", "::"}:  # noqa: S104 - naming the wildcard, not binding it
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def _ensure_demo_shop(rt: Runtime) -> None:

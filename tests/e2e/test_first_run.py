@@ -19,10 +19,14 @@ CARTNUDGE = str(Path(sys.executable).parent / "cartnudge")
 
 
 def start_server(
-    tmp_path: Path, command: str = "serve", extra_env: dict[str, str] | None = None
+    tmp_path: Path,
+    command: str = "serve",
+    extra_env: dict[str, str] | None = None,
+    *,
+    public_url: bool = True,
 ) -> tuple[subprocess.Popen[str], dict[str, str], str]:
     """``cartnudge serve`` (or ``web``) on a new SQLite home, healthy; with the env to
-    reach it."""
+    reach it (``public_url=False``: without CARTNUDGE_PUBLIC_URL, as a newcomer has it)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTNUDGE_")}
     # The session's data key (tests/conftest.py), so the test can read the shops it adds.
@@ -40,7 +44,8 @@ def start_server(
     if not wait_healthy(base, process, 30):
         process.kill()
         pytest.fail(f"server did not start: {process.communicate()[0]}")
-    env["CARTNUDGE_PUBLIC_URL"] = base
+    if public_url:
+        env["CARTNUDGE_PUBLIC_URL"] = base
     return process, env, base
 
 
@@ -91,3 +96,24 @@ def test_send_example_to_a_server_that_is_not_running_says_so(tmp_path: Path) ->
 
     assert result.returncode == 2
     assert "is `make run` running?" in result.stderr
+
+
+def test_commands_in_a_second_terminal_reach_the_server_on_its_own_port(tmp_path: Path) -> None:
+    # `make run PORT=…` and then the README's commands, with no CARTNUDGE_PUBLIC_URL set.
+    process, env, base = start_server(tmp_path, public_url=False)
+    try:
+        sent = cli(env, "events", "send-example", "--shop", "demo")
+        shops = json.loads(cli(env, "shop", "list").stdout)
+        listed = json.loads(cli(env, "carts", "list", "--shop", "demo", "--json").stdout)
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+    assert sent.returncode == 0, sent.stderr
+    assert "-> 200" in sent.stdout
+    assert shops[0]["webhooks"]["storefront"]["url"] == f"{base}/webhooks/storefront/demo"
+    assert len(listed) == 1
+    # Stopped, the server no longer claims the address: a command says nothing is running.
+    after = cli(env, "events", "send-example", "--shop", "demo")
+    assert after.returncode == 2
+    assert "is `make run` running?" in after.stderr
