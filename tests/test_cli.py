@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -229,3 +230,30 @@ def test_a_stale_server_record_is_ignored(
     added = json.loads(cli("shop", "add", "s", *base).output)
 
     assert added["webhooks"]["stripe"]["url"] == "http://127.0.0.1:8000/webhooks/stripe/s"
+
+
+def test_shop_add_without_a_sender_says_what_is_missing_and_the_next_command(cli: Any) -> None:
+    base = ["--name", "Tea House", "--timezone", "UTC", "--currency", "USD"]
+
+    added = json.loads(cli("shop", "add", "tea", *base).output)
+
+    assert added["sending"]["ready"] is False
+    assert added["sending"]["missing"] == ["--sender", "--address"]
+    (command,) = added["next"]
+    assert command.startswith("cartnudge shop set tea --sender ")
+    # The printed command, as a newcomer would paste it, makes the shop ready.
+    args = shlex.split(command)[1:]
+    done = json.loads(cli(*args).output)
+    assert done["sending"]["ready"] is True
+    assert "next" not in done
+    assert "missing" not in done["sending"]
+
+
+def test_shop_add_with_sender_and_address_needs_no_next_step(cli: Any) -> None:
+    base = ["--name", "S", "--timezone", "UTC", "--currency", "USD"]
+    sending = ["--sender", "S <s@s.example>", "--address", "1 Road, Town"]
+
+    added = json.loads(cli("shop", "add", "s", *base, *sending).output)
+
+    assert added["sending"]["ready"] is True
+    assert "next" not in added
