@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,10 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from cartnudge.cli import app
-from cartnudge.intake.examples import storefront_event
+from cartnudge.intake.examples import storefront_event, stripe_expired_event
 from cartnudge.shops.repository import ShopRecord
-from tests.conftest import T0
-from tests.intake.helpers import post_shopify, post_storefront, stored_counts
+from tests.conftest import T0, ShopFactory
+from tests.intake.helpers import post_shopify, post_storefront, post_stripe, stored_counts
 
 
 @pytest.fixture
@@ -257,3 +258,42 @@ def test_shop_add_with_sender_and_address_needs_no_next_step(cli: Any) -> None:
 
     assert added["sending"]["ready"] is True
     assert "next" not in added
+
+
+def test_carts_list_shows_money_as_people_read_it_and_json_keeps_minor_units(
+    cli: Any, client: TestClient, shop: ShopRecord
+) -> None:
+    post_storefront(client, shop, storefront_event(cart_id="c-1", occurred_at=T0))  # 64.00 GBP
+
+    human = cli("carts", "list", "--shop", shop.slug).output
+    (row,) = json.loads(cli("carts", "list", "--shop", shop.slug, "--json").output)
+
+    assert "£64.00" in human
+    assert "6400" not in human
+    assert (row["total_minor"], row["currency"], row["total"]) == (6400, "GBP", "£64.00")
+
+
+def test_a_cart_from_before_the_shop_was_switched_on_says_why_it_gets_no_reminder(
+    cli: Any, client: TestClient, make_shop: ShopFactory
+) -> None:
+    # A Checkout Session expires a day after it was made: the cart's last activity is
+    # then, before a shop switched on an hour ago, so it is kept and never reminded.
+    shop = make_shop(activated_at=T0)
+    expired = stripe_expired_event(session_id="cs_test_1", created=T0 + timedelta(hours=1))
+    assert post_stripe(client, shop, expired).status_code == 200
+    fresh = storefront_event(cart_id="c-1", occurred_at=T0 + timedelta(hours=1))
+    assert post_storefront(client, shop, fresh).status_code == 200
+
+    listed = json.loads(cli("carts", "list", "--shop", shop.slug, "--json").output)
+    by_source = {cart["source"]: cart for cart in listed}
+    shown = json.loads(cli("carts", "show", str(by_source["stripe"]["id"])).output)
+    human = cli("carts", "list", "--shop", shop.slug).output
+    sends = cli("sends", "list", "--shop", shop.slug)
+
+    assert "before the shop was switched on" in by_source["stripe"]["not_reminded"]
+    assert by_source["storefront"]["not_reminded"] is None
+    assert shown["not_reminded"] == by_source["stripe"]["not_reminded"]
+    stripe_line = next(line for line in human.splitlines() if "€58.00" in line)
+    assert "not reminded" in stripe_line
+    assert json.loads(sends.stdout) == []
+    assert "1 open cart(s) will not be reminded" in sends.stderr
