@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from cartnudge.testing.postgres import free_port
 from cartnudge.testing.serve import wait_healthy
@@ -117,3 +119,21 @@ def test_commands_in_a_second_terminal_reach_the_server_on_its_own_port(tmp_path
     after = cli(env, "events", "send-example", "--shop", "demo")
     assert after.returncode == 2
     assert "is `make run` running?" in after.stderr
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_load_everything_from_the_app_itself(client: TestClient, page: str) -> None:
+    # On a machine with no way out, a page whose scripts come from a CDN is blank.
+    html = client.get(page)
+    assert html.status_code == 200
+    references = re.findall(r'(?:src|href|spec-url)="([^"]+)"', html.text)
+    references += re.findall(r"url: '([^']+)'", html.text)
+
+    assert any(ref.endswith(".js") for ref in references), html.text
+    assert "/openapi.json" in references
+    for ref in references:
+        assert ref.startswith("/"), f"{page} loads {ref} from elsewhere"
+        answer = client.get(ref)
+        assert answer.status_code == 200, ref
+        assert answer.content, ref
+    assert "https://" not in html.text
