@@ -230,16 +230,22 @@ def demo(
     """The whole loop on a synthetic store in accelerated time: carts arrive, reminders
     go out (never at night, never after a purchase), and the emails are left in
     $CARTNUDGE_HOME/demo/outbox. Uses a database of its own; yours is not touched."""
+    import os
     import time
+    from pathlib import Path
 
     from cartnudge.config import Settings
-    from cartnudge.sim.demo import describe, run_demo
+    from cartnudge.sim.demo import describe, open_command, run_demo
 
     home = Settings().home / "demo"
     started = time.perf_counter()
     story = run_demo(home, carts=carts, seed=seed)
     for line in describe(story, home / "outbox", time.perf_counter() - started):
         typer.echo(line)
+    # As it was started (`.venv/bin/cartnudge`), so the line can be pasted as it is.
+    program = sys.argv[0] if Path(sys.argv[0]).name == "cartnudge" else "cartnudge"
+    typer.echo(f"look closer: {open_command(home, program, os.environ)}")
+    typer.echo("  (then `carts show ID`, `sends list --shop tea-house` the same way)")
 
 
 @app.command()

@@ -137,3 +137,32 @@ def test_api_docs_load_everything_from_the_app_itself(client: TestClient, page: 
         assert answer.status_code == 200, ref
         assert answer.content, ref
     assert "https://" not in html.text
+
+
+def test_demo_tells_every_carts_story_and_its_database_opens_with_the_printed_command(
+    tmp_path: Path,
+) -> None:
+    # As a newcomer runs it: no CARTNUDGE_* settings but the data folder.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTNUDGE_")}
+    env["CARTNUDGE_HOME"] = "var"
+
+    ran = subprocess.run(
+        [CARTNUDGE, "demo", "--carts", "12"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+    assert ran.returncode == 0, ran.stderr
+    accounts = [line for line in ran.stdout.splitlines() if line.startswith("  cart-")]
+    assert [line.split()[0] for line in accounts] == [f"cart-{n:04d}" for n in range(12)]
+    assert all(re.search(r"bought|gave up|still", line) for line in accounts), accounts
+    assert any("sent" in line for line in accounts)
+    (command,) = [line for line in ran.stdout.splitlines() if line.startswith("look closer: ")]
+    assert "CARTNUDGE_HOME=var/demo" in command
+
+    opened = subprocess.run(
+        ["bash", "-c", command.removeprefix("look closer: ") + " --json"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert opened.returncode == 0, opened.stderr
+    assert len(json.loads(opened.stdout)) == 12
