@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -136,6 +137,7 @@ def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
         os.environ["CARTNUDGE_PUBLIC_URL"] = rt.settings.public_url  # for worker processes
     _ensure_demo_shop(rt)
     record_server(rt.settings.home, _local_url(host, port), rt.settings.public_url)
+    _forget_server_on_sigterm(rt.settings.home)
     writer = None
     if rt.settings.is_sqlite:
         # SQLite takes one writer at a time: one writer process commits for every web
@@ -178,6 +180,20 @@ def _run_web(host: str, port: int, workers: int, *, with_loops: bool) -> None:
         # After uvicorn has answered its in-flight requests, which wait on the writer.
         if writer is not None:
             writer.stop()
+
+
+def _forget_server_on_sigterm(home: Path) -> None:
+    """uvicorn stops gracefully on SIGTERM and then raises it again with the handler it
+    found, which by default ends the process before any ``finally``: this handler, found
+    there, removes the server's record first and then ends the process as before."""
+    import signal
+
+    def forget_and_end(signum: int, _frame: object) -> None:
+        forget_server(home)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, forget_and_end)
 
 
 def _local_url(host: str, port: int) -> str:

@@ -107,6 +107,7 @@ def test_commands_in_a_second_terminal_reach_the_server_on_its_own_port(tmp_path
         sent = cli(env, "events", "send-example", "--shop", "demo")
         shops = json.loads(cli(env, "shop", "list").stdout)
         listed = json.loads(cli(env, "carts", "list", "--shop", "demo", "--json").stdout)
+        recorded = (tmp_path / "var" / "server.json").exists()
     finally:
         process.terminate()
         process.communicate(timeout=30)
@@ -116,6 +117,8 @@ def test_commands_in_a_second_terminal_reach_the_server_on_its_own_port(tmp_path
     assert shops[0]["webhooks"]["storefront"]["url"] == f"{base}/webhooks/storefront/demo"
     assert len(listed) == 1
     # Stopped, the server no longer claims the address: a command says nothing is running.
+    assert recorded
+    assert not (tmp_path / "var" / "server.json").exists()
     after = cli(env, "events", "send-example", "--shop", "demo")
     assert after.returncode == 2
     assert "is `make run` running?" in after.stderr
