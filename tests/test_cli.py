@@ -16,10 +16,17 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from cartnudge.cli import app
-from cartnudge.intake.examples import storefront_event, stripe_expired_event
+from cartnudge.clock import system_clock
+from cartnudge.intake.examples import LANES, example_request, storefront_event, stripe_expired_event
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, ShopFactory
-from tests.intake.helpers import post_shopify, post_storefront, post_stripe, stored_counts
+from tests.intake.helpers import (
+    post,
+    post_shopify,
+    post_storefront,
+    post_stripe,
+    stored_counts,
+)
 
 
 @pytest.fixture
@@ -297,3 +304,18 @@ def test_a_cart_from_before_the_shop_was_switched_on_says_why_it_gets_no_reminde
     assert "not reminded" in stripe_line
     assert json.loads(sends.stdout) == []
     assert "1 open cart(s) will not be reminded" in sends.stderr
+
+
+def test_each_example_is_a_shopper_of_its_own_and_gets_its_own_reminder(
+    cli: Any, client: TestClient, sender_shop: ShopRecord
+) -> None:
+    now = system_clock()
+    for lane in LANES:
+        assert post(client, example_request(sender_shop, lane, now)).status_code == 200
+
+    ticked = cli("tick", "--now", (now + timedelta(hours=3)).isoformat())
+    sends = json.loads(cli("sends", "list", "--shop", sender_shop.slug).stdout)
+
+    assert ticked.exit_code == 0, ticked.output
+    assert len(sends) == len(LANES)
+    assert [s for s in sends if "do not disturb" in (s["reason"] or "")] == []
