@@ -61,7 +61,10 @@ def _cart_line(row: dict[str, Any]) -> str:
         f"{row['id']:>8}  {row['status']:<11} {when}  {row['total'] or '-':>12}  "
         f"{items} item{'' if items == 1 else 's'}"
     )
-    return f"{line}  ({row['not_reminded']})" if row["not_reminded"] else line
+    if not row["not_reminded"]:
+        return line
+    # The short form; `carts show ID` and --json give the times.
+    return f"{line}  ({row['not_reminded'].split(' (')[0]})"
 
 
 @carts_app.command("show")

@@ -58,9 +58,9 @@ def not_reminded(view: dict[str, Any], activated_at: datetime) -> str | None:
     last = datetime.fromisoformat(view["last_activity_at"])
     if last < activated_at:
         return (
-            f"not reminded: its last activity ({last:%Y-%m-%d %H:%M} UTC) is before the shop "
-            f"was switched on ({activated_at:%Y-%m-%d %H:%M} UTC); carts from before then are "
-            "kept, never reminded"
+            "not reminded: last active before the shop was switched on (last activity "
+            f"{last:%Y-%m-%d %H:%M} UTC, switched on {activated_at:%Y-%m-%d %H:%M} UTC); "
+            "carts from before then are kept, never reminded"
         )
     return None
 
