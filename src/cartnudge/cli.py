@@ -17,6 +17,7 @@ from cartnudge.cli_support import (
     emit,
     fail,
     forget_server,
+    program,
     record_server,
     runtime,
 )
@@ -235,7 +236,7 @@ def _ensure_demo_shop(rt: Runtime) -> None:
         )
     typer.echo("cartnudge: created the demo shop. Point a store at these webhooks:")
     emit(describe(shop, rt.settings.public_url))
-    typer.echo("Try it: .venv/bin/cartnudge events send-example --shop demo")
+    typer.echo(f"Try it: {program()} events send-example --shop demo")
 
 
 @app.command()
@@ -248,7 +249,6 @@ def demo(
     $CARTNUDGE_HOME/demo/outbox. Uses a database of its own; yours is not touched."""
     import os
     import time
-    from pathlib import Path
 
     from cartnudge.config import Settings
     from cartnudge.sim.demo import describe, open_command, run_demo
@@ -258,9 +258,7 @@ def demo(
     story = run_demo(home, carts=carts, seed=seed)
     for line in describe(story, home / "outbox", time.perf_counter() - started):
         typer.echo(line)
-    # As it was started (`.venv/bin/cartnudge`), so the line can be pasted as it is.
-    program = sys.argv[0] if Path(sys.argv[0]).name == "cartnudge" else "cartnudge"
-    typer.echo(f"look closer: {open_command(home, program, os.environ)}")
+    typer.echo(f"look closer: {open_command(home, program(), os.environ)}")
     typer.echo("  (then `carts show ID`, `sends list --shop tea-house` the same way)")
 
 

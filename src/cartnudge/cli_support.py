@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -16,6 +18,13 @@ import typer
 
 from cartnudge.clock import parse_instant
 from cartnudge.config import Settings
+
+
+def program() -> str:
+    """This command as it was started (``.venv/bin/cartnudge``), for the commands we print
+    to be pasted as they are; ``cartnudge`` when started some other way."""
+    started = sys.argv[0] if sys.argv else ""
+    return shlex.quote(started) if Path(started).name == "cartnudge" else "cartnudge"
 
 
 def fail(message: str) -> NoReturn:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cartnudge.cli_support import emit, fail, runtime
+from cartnudge.cli_support import emit, fail, program, runtime
 
 sends_app = typer.Typer(no_args_is_help=True, help="The reminders decided and what became of them.")
 
@@ -40,6 +40,6 @@ def sends_list(
         typer.echo(
             f"note: {len(never)} open cart(s) will not be reminded ({shown}{more}): last active "
             f"before the shop was switched on at {record.activated_at:%Y-%m-%d %H:%M} UTC "
-            f"(see `cartnudge carts show {never[0]}`)",
+            f"(see `{program()} carts show {never[0]}`)",
             err=True,
         )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cartnudge.cli_support import emit, fail, instant, runtime
+from cartnudge.cli_support import emit, fail, instant, program, runtime
 from cartnudge.clock import system_clock
 
 # How a shop's reminders are sent: the same options for `shop add` and `shop set`.
@@ -46,7 +46,7 @@ def with_next_step(view: dict[str, Any], shop: ShopRecord) -> dict[str, Any]:
     if missing:
         view["sending"]["missing"] = missing
         options = " ".join(f"{option} {shlex.quote(wanted[option][1])}" for option in missing)
-        view["next"] = [f"cartnudge shop set {shop.slug} {options}"]
+        view["next"] = [f"{program()} shop set {shop.slug} {options}"]
     return view
 
 

@@ -165,11 +165,12 @@ def _home_for_keys(home: Path) -> Iterator[None]:
 
 
 def open_command(home: Path, program: str, environ: Mapping[str, str]) -> str:
-    """The command that lists the demo's carts with the ordinary CLI."""
+    """The command that lists the demo's carts with the ordinary CLI (``program``: the
+    command, quoted for a shell)."""
     settings = [f"CARTNUDGE_HOME={shlex.quote(str(home))}"]
     if environ.get("CARTNUDGE_DATABASE_URL"):
         settings.append("CARTNUDGE_DATABASE_URL=")  # the demo's database is SQLite in its folder
-    return f"{' '.join(settings)} {shlex.quote(program)} carts list --shop {SHOP}"
+    return f"{' '.join(settings)} {program} carts list --shop {SHOP}"
 
 
 def _simulate(engine: Engine, settings: Settings, count: int, rng: random.Random) -> Story:
