@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +16,17 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from cartnudge.cli import app
-from cartnudge.intake.examples import storefront_event
+from cartnudge.clock import system_clock
+from cartnudge.intake.examples import LANES, example_request, storefront_event, stripe_expired_event
 from cartnudge.shops.repository import ShopRecord
-from tests.conftest import T0
-from tests.intake.helpers import post_shopify, post_storefront, stored_counts
+from tests.conftest import T0, ShopFactory
+from tests.intake.helpers import (
+    post,
+    post_shopify,
+    post_storefront,
+    post_stripe,
+    stored_counts,
+)
 
 
 @pytest.fixture
@@ -191,3 +203,119 @@ def test_storefront_secret_rotation_accepts_both_until_finished(
     assert refused.status_code == 401
     assert cli("shop", "rotate-secret", shop.slug, "--finish").exit_code == 2
     assert cli("shop", "rotate-secret", "nope").exit_code == 2
+
+
+def _server_record(home: Path, pid: int, listen_url: str) -> None:
+    record = {"pid": pid, "listen_url": listen_url, "public_url": listen_url}
+    (home / "server.json").write_text(json.dumps(record))
+
+
+def test_commands_use_the_running_servers_address_unless_told_otherwise(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CARTNUDGE_PUBLIC_URL")
+    _server_record(tmp_path, os.getpid(), "http://127.0.0.1:8765")  # a live process
+    base = ["--name", "S", "--timezone", "UTC", "--currency", "USD"]
+
+    added = json.loads(cli("shop", "add", "s", *base).output)
+    monkeypatch.setenv("CARTNUDGE_PUBLIC_URL", "https://carts.example")
+    listed = json.loads(cli("shop", "list").output)
+
+    assert added["webhooks"]["stripe"]["url"] == "http://127.0.0.1:8765/webhooks/stripe/s"
+    assert listed[0]["webhooks"]["stripe"]["url"] == "https://carts.example/webhooks/stripe/s"
+
+
+def test_a_stale_server_record_is_ignored(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A server killed before it could remove its record: its process is gone.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    monkeypatch.delenv("CARTNUDGE_PUBLIC_URL")
+    _server_record(tmp_path, gone.pid, "http://127.0.0.1:8765")
+    base = ["--name", "S", "--timezone", "UTC", "--currency", "USD"]
+
+    added = json.loads(cli("shop", "add", "s", *base).output)
+
+    assert added["webhooks"]["stripe"]["url"] == "http://127.0.0.1:8000/webhooks/stripe/s"
+
+
+def test_shop_add_without_a_sender_says_what_is_missing_and_the_next_command(cli: Any) -> None:
+    base = ["--name", "Tea House", "--timezone", "UTC", "--currency", "USD"]
+
+    added = json.loads(cli("shop", "add", "tea", *base).output)
+
+    assert added["sending"]["ready"] is False
+    assert added["sending"]["missing"] == ["--sender", "--address"]
+    (command,) = added["next"]
+    assert command.startswith("cartnudge shop set tea --sender ")
+    # The printed command, as a newcomer would paste it, makes the shop ready.
+    args = shlex.split(command)[1:]
+    done = json.loads(cli(*args).output)
+    assert done["sending"]["ready"] is True
+    assert "next" not in done
+    assert "missing" not in done["sending"]
+
+
+def test_shop_add_with_sender_and_address_needs_no_next_step(cli: Any) -> None:
+    base = ["--name", "S", "--timezone", "UTC", "--currency", "USD"]
+    sending = ["--sender", "S <s@s.example>", "--address", "1 Road, Town"]
+
+    added = json.loads(cli("shop", "add", "s", *base, *sending).output)
+
+    assert added["sending"]["ready"] is True
+    assert "next" not in added
+
+
+def test_carts_list_shows_money_as_people_read_it_and_json_keeps_minor_units(
+    cli: Any, client: TestClient, shop: ShopRecord
+) -> None:
+    post_storefront(client, shop, storefront_event(cart_id="c-1", occurred_at=T0))  # 64.00 GBP
+
+    human = cli("carts", "list", "--shop", shop.slug).output
+    (row,) = json.loads(cli("carts", "list", "--shop", shop.slug, "--json").output)
+
+    assert "£64.00" in human
+    assert "6400" not in human
+    assert (row["total_minor"], row["currency"], row["total"]) == (6400, "GBP", "£64.00")
+
+
+def test_a_cart_from_before_the_shop_was_switched_on_says_why_it_gets_no_reminder(
+    cli: Any, client: TestClient, make_shop: ShopFactory
+) -> None:
+    # A Checkout Session expires a day after it was made: the cart's last activity is
+    # then, before a shop switched on an hour ago, so it is kept and never reminded.
+    shop = make_shop(activated_at=T0)
+    expired = stripe_expired_event(session_id="cs_test_1", created=T0 + timedelta(hours=1))
+    assert post_stripe(client, shop, expired).status_code == 200
+    fresh = storefront_event(cart_id="c-1", occurred_at=T0 + timedelta(hours=1))
+    assert post_storefront(client, shop, fresh).status_code == 200
+
+    listed = json.loads(cli("carts", "list", "--shop", shop.slug, "--json").output)
+    by_source = {cart["source"]: cart for cart in listed}
+    shown = json.loads(cli("carts", "show", str(by_source["stripe"]["id"])).output)
+    human = cli("carts", "list", "--shop", shop.slug).output
+    sends = cli("sends", "list", "--shop", shop.slug)
+
+    assert "before the shop was switched on" in by_source["stripe"]["not_reminded"]
+    assert by_source["storefront"]["not_reminded"] is None
+    assert shown["not_reminded"] == by_source["stripe"]["not_reminded"]
+    stripe_line = next(line for line in human.splitlines() if "€58.00" in line)
+    assert "not reminded" in stripe_line
+    assert json.loads(sends.stdout) == []
+    assert "1 open cart(s) will not be reminded" in sends.stderr
+
+
+def test_each_example_is_a_shopper_of_its_own_and_gets_its_own_reminder(
+    cli: Any, client: TestClient, sender_shop: ShopRecord
+) -> None:
+    now = system_clock()
+    for lane in LANES:
+        assert post(client, example_request(sender_shop, lane, now)).status_code == 200
+
+    ticked = cli("tick", "--now", (now + timedelta(hours=3)).isoformat())
+    sends = json.loads(cli("sends", "list", "--shop", sender_shop.slug).stdout)
+
+    assert ticked.exit_code == 0, ticked.output
+    assert len(sends) == len(LANES)
+    assert [s for s in sends if "do not disturb" in (s["reason"] or "")] == []

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, text
 from starlette.datastructures import State
@@ -26,6 +27,8 @@ from cartnudge.intake.writer import IngestWriter
 from cartnudge.measurement.exposition import latest
 from cartnudge.shops.cache import ShopCache
 from cartnudge.tracking.endpoints import tracking_router
+
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's scripts, styles and icon
 
 
 def _publish_schemas(app: FastAPI) -> None:
@@ -91,10 +94,13 @@ def create_app(
         finally:
             writer.stop()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the pinned fastapi-offline package,
+    # served here: the pages work on a machine with no way out to a CDN.
+    app = FastAPIOffline(
         title="cartnudge",
         version=__version__,
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
     )
     app.state.settings = settings
     app.state.engine = engine

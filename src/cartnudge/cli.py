@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 
 from cartnudge.carts.commands import carts_app
-from cartnudge.cli_support import Runtime, close_runtimes, emit, fail, runtime
+from cartnudge.cli_support import (
+    Runtime,
+    close_runtimes,
+    emit,
+    fail,
+    forget_server,
+    program,
+    record_server,
+    runtime,
+)
 from cartnudge.clock import system_clock
 from cartnudge.config import Settings
 from cartnudge.delivery.commands import sends_app
@@ -153,6 +162,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
         rt.settings.public_url = f"http://{host}:{port}"
         os.environ["CARTNUDGE_PUBLIC_URL"] = rt.settings.public_url  # for worker processes
     _ensure_demo_shop(rt)
+    record_server(rt.settings.home, _local_url(host, port), rt.settings.public_url)
     writer = None
     if rt.settings.is_sqlite:
         # SQLite takes one writer at a time: one writer process commits for every web
@@ -189,11 +199,21 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
                 log_config=log_config,
             )
     finally:
+        forget_server(rt.settings.home)
         if loops is not None:
             loops.stop()
         # After uvicorn has answered its in-flight requests, which wait on the writer.
         if writer is not None:
             writer.stop()
+
+
+def _local_url(host: str, port: int) -> str:
+    """How a command on this machine reaches a server listening on ``host``."""
+    if host in {"", "0.0.0.0", "::"}:  # noqa: S104 - naming the wildcard, not binding it
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def _ensure_demo_shop(rt: Runtime) -> None:
@@ -226,7 +246,7 @@ def _ensure_demo_shop(rt: Runtime) -> None:
         )
     typer.echo("cartnudge: created the demo shop. Point a store at these webhooks:")
     emit(describe(shop, rt.settings.public_url))
-    typer.echo("Try it: .venv/bin/cartnudge events send-example --shop demo")
+    typer.echo(f"Try it: {program()} events send-example --shop demo")
 
 
 @app.command()
@@ -237,16 +257,19 @@ def demo(
     """The whole loop on a synthetic store in accelerated time: carts arrive, reminders
     go out (never at night, never after a purchase), and the emails are left in
     $CARTNUDGE_HOME/demo/outbox. Uses a database of its own; yours is not touched."""
+    import os
     import time
 
     from cartnudge.config import Settings
-    from cartnudge.sim.demo import describe, run_demo
+    from cartnudge.sim.demo import describe, open_command, run_demo
 
     home = Settings().home / "demo"
     started = time.perf_counter()
     story = run_demo(home, carts=carts, seed=seed)
     for line in describe(story, home / "outbox", time.perf_counter() - started):
         typer.echo(line)
+    typer.echo(f"look closer: {open_command(home, program(), os.environ)}")
+    typer.echo("  (then `carts show ID`, `sends list --shop tea-house` the same way)")
 
 
 @app.command()

@@ -7,13 +7,24 @@ changing nothing.
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 
 from cartnudge.clock import parse_instant
 from cartnudge.config import Settings
+
+
+def program() -> str:
+    """This command as it was started (``.venv/bin/cartnudge``), for the commands we print
+    to be pasted as they are; ``cartnudge`` when started some other way."""
+    started = sys.argv[0] if sys.argv else ""
+    return shlex.quote(started) if Path(started).name == "cartnudge" else "cartnudge"
 
 
 def fail(message: str) -> NoReturn:
@@ -25,12 +36,83 @@ def emit(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
+# -- the running server's address ----------------------------------------------------
+# `serve` and `web` write where they listen into the data folder, so a command run in a
+# second terminal (`events send-example`, the URLs `shop add` prints, the links `tick`
+# puts in emails) reaches the server that is running, on whatever port it was given.
+SERVER_FILE = "server.json"
+PUBLIC_URL_ENV = "CARTNUDGE_PUBLIC_URL"
+
+
+def record_server(home: Path, listen_url: str, public_url: str) -> Path:
+    """Note that this process serves ``listen_url`` (and is known outside as
+    ``public_url``); replaces whatever an earlier server left."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / SERVER_FILE
+    record = {"pid": os.getpid(), "listen_url": listen_url, "public_url": public_url}
+    scratch = path.with_suffix(f".{os.getpid()}.tmp")
+    scratch.write_text(json.dumps(record) + "\n")
+    scratch.replace(path)  # readers see the old record or the new one, never half of one
+    return path
+
+
+def forget_server(home: Path) -> None:
+    """Remove this process's record (not one a later server wrote over it)."""
+    path = home / SERVER_FILE
+    record = _read_record(path)
+    if record is not None and record.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def running_server(home: Path) -> dict[str, Any] | None:
+    """The record of the server running on this data folder, or ``None``: none was
+    written, or the process that wrote it is gone (killed before it could remove it)."""
+    record = _read_record(home / SERVER_FILE)
+    if record is None or not _alive(record.get("pid")):
+        return None
+    if not isinstance(record.get("listen_url"), str):
+        return None
+    return record
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
 class Runtime:
     """What a command needs: settings and a migrated engine, built on first use."""
 
     def __init__(self) -> None:
         self.settings = Settings()
         self._engine: Any = None
+        # An explicit CARTNUDGE_PUBLIC_URL wins; else the running server's address.
+        self.server = None if PUBLIC_URL_ENV in os.environ else running_server(self.settings.home)
+        if self.server is not None and isinstance(self.server.get("public_url"), str):
+            self.settings.public_url = self.server["public_url"]
+
+    @property
+    def server_url(self) -> str:
+        """Where to reach the running server from this machine: ``CARTNUDGE_PUBLIC_URL``
+        when set, else the address the server recorded, else the default."""
+        if self.server is not None:
+            return str(self.server["listen_url"])
+        return self.settings.public_url
 
     @property
     def engine(self) -> Any:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from functools import cache
 
-from babel.numbers import get_currency_precision, list_currencies
+from babel import Locale, UnknownLocaleError
+from babel.numbers import format_currency, get_currency_precision, list_currencies
 
 _KNOWN_CURRENCIES = frozenset(list_currencies())
 
@@ -52,3 +53,14 @@ def to_minor(amount: str | int | float | Decimal, currency: str) -> int:
     if scaled != scaled.to_integral_value():
         raise MoneyError(f"{amount!r} has more decimals than {currency} allows")
     return int(scaled)
+
+
+def format_minor(minor: int, currency: str, locale: str | None = None) -> str:
+    """``1999`` USD as a person reads it in ``locale`` (``$19.99``); English when the
+    locale is unknown."""
+    try:
+        where = Locale.parse((locale or "en").strip().replace("-", "_"))
+    except (ValueError, TypeError, UnknownLocaleError):
+        where = Locale.parse("en")
+    amount = Decimal(minor).scaleb(-minor_digits(currency))
+    return str(format_currency(amount, currency, locale=where))

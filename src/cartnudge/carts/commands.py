@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +21,7 @@ def carts_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The shop's carts, most recently active first."""
-    from cartnudge.carts.queries import list_carts
+    from cartnudge.carts.queries import list_carts, not_reminded
     from cartnudge.db.models import CartStatus
     from cartnudge.db.session import reading
 
@@ -31,15 +31,40 @@ def carts_list(
     record = rt.shop(shop)
     with reading(rt.engine) as conn:
         rows = list_carts(conn, record.id, status=status, limit=limit)
+    for row in rows:
+        # Minor units and the currency stay for programs; people read the formatted total.
+        row["total"] = _money(row, record.locale)
+        row["not_reminded"] = not_reminded(row, record.activated_at)
     if as_json:
         emit(rows)
         return
     for row in rows:
-        total = (
-            "-" if row["total_minor"] is None else f"{row['total_minor']} {row['currency']} (minor)"
-        )
-        when, items = row["last_activity_at"], len(row["items"])
-        typer.echo(f"{row['id']:>8}  {row['status']:<11} {when}  {total}  {items} item(s)")
+        typer.echo(_cart_line(row))
+
+
+def _money(row: dict[str, Any], locale: str | None) -> str | None:
+    from cartnudge.money import format_minor
+
+    if row["total_minor"] is None or row["currency"] is None:
+        return None
+    return format_minor(row["total_minor"], row["currency"], locale)
+
+
+def _cart_line(row: dict[str, Any]) -> str:
+    """One cart as a line a person reads: id, status, last activity, total, items, and
+    why it will not be reminded when it will not."""
+    from datetime import datetime
+
+    when = f"{datetime.fromisoformat(row['last_activity_at']):%Y-%m-%d %H:%M} UTC"
+    items = len(row["items"])
+    line = (
+        f"{row['id']:>8}  {row['status']:<11} {when}  {row['total'] or '-':>12}  "
+        f"{items} item{'' if items == 1 else 's'}"
+    )
+    if not row["not_reminded"]:
+        return line
+    # The short form; `carts show ID` and --json give the times.
+    return f"{line}  ({row['not_reminded'].split(' (')[0]})"
 
 
 @carts_app.command("show")
@@ -48,14 +73,18 @@ def carts_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the default).")] = True,
 ) -> None:
     """One cart with its keys, event timeline and audit trail."""
-    from cartnudge.carts.queries import show_cart
+    from cartnudge.carts.queries import not_reminded, show_cart
     from cartnudge.db.session import reading
+    from cartnudge.shops.repository import ShopRepository
 
     rt = runtime()
     with reading(rt.engine) as conn:
         view = show_cart(conn, cart_id)
-    if view is None:
+        shop = ShopRepository(conn).by_id(view["shop_id"]) if view is not None else None
+    if view is None or shop is None:
         fail(f"no cart {cart_id}")
+    view["total"] = _money(view, shop.locale)
+    view["not_reminded"] = not_reminded(view, shop.activated_at)
     emit(view)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -47,6 +48,37 @@ def cart_view(row: Any) -> dict[str, Any]:
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
+
+
+def not_reminded(view: dict[str, Any], activated_at: datetime) -> str | None:
+    """Why an open cart will get no reminder at all, in the owner's words; ``None`` when it
+    may. (Carts whose reminders were decided carry their reasons on their sends.)"""
+    if view["status"] != "open" or view["next_wake_at"] is not None:
+        return None
+    last = datetime.fromisoformat(view["last_activity_at"])
+    if last < activated_at:
+        return (
+            "not reminded: last active before the shop was switched on (last activity "
+            f"{last:%Y-%m-%d %H:%M} UTC, switched on {activated_at:%Y-%m-%d %H:%M} UTC); "
+            "carts from before then are kept, never reminded"
+        )
+    return None
+
+
+def unreminded(conn: Connection, shop_id: int, activated_at: datetime) -> list[int]:
+    """The shop's open carts that will never be reminded because they predate the shop's
+    switch-on, most recent first."""
+    stmt = (
+        select(carts.c.id)
+        .where(
+            carts.c.shop_id == shop_id,
+            carts.c.status == "open",
+            carts.c.next_wake_at.is_(None),
+            carts.c.last_activity_at < activated_at,
+        )
+        .order_by(carts.c.last_activity_at.desc(), carts.c.id.desc())
+    )
+    return list(conn.scalars(stmt))
 
 
 def _body(payload: str | None) -> Any:

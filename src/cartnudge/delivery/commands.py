@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cartnudge.cli_support import emit, fail, runtime
+from cartnudge.cli_support import emit, fail, program, runtime
 
 sends_app = typer.Typer(no_args_is_help=True, help="The reminders decided and what became of them.")
 
@@ -22,7 +22,7 @@ def sends_list(
 ) -> None:
     """The shop's sends as JSON, most recently changed first, with the reason for each
     skip, deferral, failure or ambiguity."""
-    from cartnudge.carts.queries import list_sends
+    from cartnudge.carts.queries import list_sends, unreminded
     from cartnudge.db.models import SendStatus
     from cartnudge.db.session import reading
 
@@ -32,3 +32,14 @@ def sends_list(
     record = rt.shop(shop)
     with reading(rt.engine) as conn:
         emit(list_sends(conn, record.id, status=status, limit=limit))
+        never = unreminded(conn, record.id, record.activated_at)
+    if never:
+        # Carts with no send at all are not in the list above: say why they have none.
+        shown = ", ".join(str(cart_id) for cart_id in never[:5])
+        more = f" and {len(never) - 5} more" if len(never) > 5 else ""
+        typer.echo(
+            f"note: {len(never)} open cart(s) will not be reminded ({shown}{more}): last active "
+            f"before the shop was switched on at {record.activated_at:%Y-%m-%d %H:%M} UTC "
+            f"(see `{program()} carts show {never[0]}`)",
+            err=True,
+        )

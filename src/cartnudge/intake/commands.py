@@ -18,7 +18,13 @@ reconcile_app = typer.Typer(no_args_is_help=True, help="Pull what webhooks may h
 def events_send_example(
     shop: Annotated[str, typer.Option(help="Shop slug.")],
     lane: Annotated[str, typer.Option(help="storefront, shopify or stripe.")] = "storefront",
-    url: Annotated[str | None, typer.Option(help="Server base URL (default: public URL).")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Server base URL (default: $CARTNUDGE_PUBLIC_URL, else the server running "
+            "on this data folder, else http://127.0.0.1:8000)."
+        ),
+    ] = None,
 ) -> None:
     """Post a correctly signed example event to the running server."""
     import httpx
@@ -33,7 +39,7 @@ def events_send_example(
         request = example_request(record, lane, system_clock())
     except ValueError as exc:
         fail(str(exc))
-    base = (url or rt.settings.public_url).rstrip("/")
+    base = (url or rt.server_url).rstrip("/")
     try:
         response = httpx.post(
             base + request.path, content=request.body, headers=request.headers, timeout=10

@@ -79,12 +79,14 @@ def signed_storefront(
     return ExampleRequest(f"/webhooks/storefront/{shop.slug}", headers, body)
 
 
-def shopify_checkout(*, token: str, cart_token: str, updated_at: datetime) -> dict[str, object]:
+def shopify_checkout(
+    *, token: str, cart_token: str, updated_at: datetime, email: str = "shopper@example.com"
+) -> dict[str, object]:
     """A checkout as recent API versions send it: ``token`` and ``cart_token``, no ``id``."""
     return {
         "token": token,
         "cart_token": cart_token,
-        "email": "shopper@example.com",
+        "email": email,
         "created_at": (updated_at - timedelta(minutes=3)).isoformat(),
         "updated_at": updated_at.isoformat(),
         "completed_at": None,
@@ -110,7 +112,7 @@ def shopify_checkout(*, token: str, cart_token: str, updated_at: datetime) -> di
                 "sku": "IPOD2008PINK",
             },
         ],
-        "customer": {"first_name": "Bob", "email": "shopper@example.com"},
+        "customer": {"first_name": "Bob", "email": email},
     }
 
 
@@ -131,7 +133,9 @@ def signed_shopify(
     return ExampleRequest("/webhooks/shopify", headers, body)
 
 
-def stripe_expired_event(*, session_id: str, created: datetime) -> dict[str, object]:
+def stripe_expired_event(
+    *, session_id: str, created: datetime, email: str = "shopper@example.com"
+) -> dict[str, object]:
     """A ``checkout.session.expired`` event: Stripe's Checkout Session object with
     ``status: "expired"`` in Stripe's Event envelope (no published sample exists)."""
     return {
@@ -153,7 +157,7 @@ def stripe_expired_event(*, session_id: str, created: datetime) -> dict[str, obj
                 "currency": "eur",
                 "amount_total": 5800,
                 "customer_email": None,
-                "customer_details": {"email": "shopper@example.com", "name": "Alex Martin"},
+                "customer_details": {"email": email, "name": "Alex Martin"},
                 "locale": "fr",
                 "consent": {"promotions": "opt_in", "terms_of_service": None},
                 "after_expiration": {
@@ -181,18 +185,28 @@ def signed_stripe(shop: ShopRecord, event: dict[str, object], now: datetime) -> 
     return ExampleRequest(f"/webhooks/stripe/{shop.slug}", headers, body)
 
 
+# One shopper per lane: three examples are three shoppers' carts, each reminded on its
+# own, not one shopper's three carts, of which do-not-disturb lets only one be reminded.
+EXAMPLE_SHOPPERS = {
+    "storefront": "alex@example.com",
+    "shopify": "bob@example.com",
+    "stripe": "alex.martin@example.com",
+}
+
+
 def example_request(shop: ShopRecord, lane: str, now: datetime) -> ExampleRequest:
     """One fresh, signed example delivery for ``lane``."""
     tag = secrets.token_hex(6)
+    email = EXAMPLE_SHOPPERS.get(lane, "")
     if lane == "storefront":
-        return signed_storefront(
-            shop, storefront_event(cart_id=f"cart-{tag}", occurred_at=now), now
-        )
+        event = storefront_event(cart_id=f"cart-{tag}", occurred_at=now, email=email)
+        return signed_storefront(shop, event, now)
     if lane == "shopify":
-        payload = shopify_checkout(token=f"chk{tag}", cart_token=f"crt{tag}", updated_at=now)
+        payload = shopify_checkout(
+            token=f"chk{tag}", cart_token=f"crt{tag}", updated_at=now, email=email
+        )
         return signed_shopify(shop, "checkouts/create", payload)
     if lane == "stripe":
-        return signed_stripe(
-            shop, stripe_expired_event(session_id=f"cs_test_{tag}", created=now), now
-        )
+        expired = stripe_expired_event(session_id=f"cs_test_{tag}", created=now, email=email)
+        return signed_stripe(shop, expired, now)
     raise ValueError(f"unknown lane {lane!r}; choose one of {', '.join(LANES)}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import shlex
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cartnudge.cli_support import emit, fail, instant, runtime
+from cartnudge.cli_support import emit, fail, instant, program, runtime
 from cartnudge.clock import system_clock
 
 # How a shop's reminders are sent: the same options for `shop add` and `shop set`.
@@ -29,6 +30,24 @@ LocaleOption = Annotated[
 ]
 
 shop_app = typer.Typer(no_args_is_help=True, help="Add, change and list shops.")
+
+if TYPE_CHECKING:
+    from cartnudge.shops.repository import ShopRecord
+
+
+def with_next_step(view: dict[str, Any], shop: ShopRecord) -> dict[str, Any]:
+    """A shop that cannot send yet says what it lacks and the command that adds it, so
+    ``"ready": false`` is never the last word."""
+    wanted = {
+        "--sender": (shop.sender, f"{shop.name} <hello@your-domain.example>"),
+        "--address": (shop.postal_address, "1 High Street, Town, Postcode, Country"),
+    }
+    missing = [option for option, (value, _) in wanted.items() if not value]
+    if missing:
+        view["sending"]["missing"] = missing
+        options = " ".join(f"{option} {shlex.quote(wanted[option][1])}" for option in missing)
+        view["next"] = [f"{program()} shop set {shop.slug} {options}"]
+    return view
 
 
 @shop_app.command("add")
@@ -90,7 +109,7 @@ def shop_add(
             )
     except ShopError as exc:
         fail(str(exc))
-    emit(describe(shop, rt.settings.public_url))
+    emit(with_next_step(describe(shop, rt.settings.public_url), shop))
 
 
 @shop_app.command("set")
@@ -149,7 +168,7 @@ def shop_set(
             )
     except ShopError as exc:
         fail(str(exc))
-    emit(describe(shop, rt.settings.public_url, show_secrets=False))
+    emit(with_next_step(describe(shop, rt.settings.public_url, show_secrets=False), shop))
 
 
 @shop_app.command("list")

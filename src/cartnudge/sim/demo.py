@@ -10,9 +10,13 @@ emails are left in the file outbox for the newcomer to open.
 from __future__ import annotations
 
 import json
+import os
 import random
+import shlex
 import shutil
 from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,13 +28,16 @@ from cartnudge.clock import FrozenClock
 from cartnudge.config import Settings
 from cartnudge.db.engine import make_engine
 from cartnudge.db.migrate import upgrade
-from cartnudge.db.models import Cart, Send, table_of
+from cartnudge.db.models import Cart, CartKey, Send, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.intake import storefront
 from cartnudge.intake.service import Delivery, ingest_batch
+from cartnudge.money import format_minor
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import add_shop
 from cartnudge.worker import Loops
+
+SHOP = "tea-house"
 
 START = datetime(2026, 3, 9, 6, 0, tzinfo=UTC)  # a Monday morning in London
 DAYS = 5  # carts start in the first two; the rest lets every story end
@@ -118,6 +125,8 @@ class Story:
     purchases: int = 0
     passes: Counter[str] = field(default_factory=Counter)
     outcomes: dict[str, Any] = field(default_factory=dict)
+    shoppers: list[Shopper] = field(default_factory=list)
+    accounts: list[str] = field(default_factory=list)  # one line per cart
 
 
 def run_demo(home: Path, *, carts: int = 120, seed: int = 7) -> Story:
@@ -126,19 +135,49 @@ def run_demo(home: Path, *, carts: int = 120, seed: int = 7) -> Story:
         shutil.rmtree(home)
     home.mkdir(parents=True)
     settings = Settings(home=home, database_url=None, public_url="http://127.0.0.1:8000")
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
+    with _home_for_keys(home):
+        engine = make_engine(settings.resolved_database_url)
+        upgrade(engine)
+        try:
+            return _simulate(engine, settings, carts, random.Random(seed))  # noqa: S311
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def _home_for_keys(home: Path) -> Iterator[None]:
+    """Seal the demo shop's secrets with the data key of the demo's own folder, so that
+    ``CARTNUDGE_HOME=<home> cartnudge …`` opens its database afterwards. (With
+    CARTNUDGE_DATA_KEYS set, those keys seal, and open, as for any database.)"""
+    from cartnudge.privacy.keys import reset_process_keyring
+
+    before = os.environ.get("CARTNUDGE_HOME")
+    os.environ["CARTNUDGE_HOME"] = str(home)
+    reset_process_keyring()
     try:
-        return _simulate(engine, settings, carts, random.Random(seed))  # noqa: S311
+        yield
     finally:
-        engine.dispose()
+        if before is None:
+            del os.environ["CARTNUDGE_HOME"]
+        else:
+            os.environ["CARTNUDGE_HOME"] = before
+        reset_process_keyring()
+
+
+def open_command(home: Path, program: str, environ: Mapping[str, str]) -> str:
+    """The command that lists the demo's carts with the ordinary CLI (``program``: the
+    command, quoted for a shell)."""
+    settings = [f"CARTNUDGE_HOME={shlex.quote(str(home))}"]
+    if environ.get("CARTNUDGE_DATABASE_URL"):
+        settings.append("CARTNUDGE_DATABASE_URL=")  # the demo's database is SQLite in its folder
+    return f"{' '.join(settings)} {program} carts list --shop {SHOP}"
 
 
 def _simulate(engine: Engine, settings: Settings, count: int, rng: random.Random) -> Story:
     with writing(engine) as conn:
         shop = add_shop(
             conn,
-            slug="tea-house",
+            slug=SHOP,
             name="Tea House",
             timezone="Europe/London",
             currency="GBP",
@@ -148,14 +187,19 @@ def _simulate(engine: Engine, settings: Settings, count: int, rng: random.Random
             postal_address="1 Leaf Lane\nBristol BS1 1AA\nUnited Kingdom",
         )
     events = []
-    for shopper in shoppers(count, rng):
+    cast = shoppers(count, rng)
+    for shopper in cast:
         kind = "cart_saved" if shopper.saved else "checkout_started"
         events.append((shopper.started, shopper.event(kind, shopper.started, 0)))
         if shopper.buys_at is not None:
             events.append((shopper.buys_at, shopper.event("order_placed", shopper.buys_at, 1)))
     events.sort(key=lambda pair: pair[0])
 
-    story = Story(carts=count, purchases=sum(1 for _, e in events if e["type"] == "order_placed"))
+    story = Story(
+        carts=count,
+        purchases=sum(1 for _, e in events if e["type"] == "order_placed"),
+        shoppers=cast,
+    )
     clock = FrozenClock(START)
     loops = Loops(engine, settings, clock)
     now, end, index = START, START + timedelta(days=DAYS), 0
@@ -175,6 +219,7 @@ def _simulate(engine: Engine, settings: Settings, count: int, rng: random.Random
     finally:
         loops.providers.close()
     story.outcomes = _outcomes(engine)
+    story.accounts = _accounts(engine, cast)
     return story
 
 
@@ -228,6 +273,80 @@ def _outcomes(engine: Engine) -> dict[str, Any]:
     }
 
 
+def _accounts(engine: Engine, cast: list[Shopper]) -> list[str]:
+    """One line per cart: what the shopper did, which reminders went, what became of it."""
+    carts, keys, sends = table_of(Cart), table_of(CartKey), table_of(Send)
+    with reading(engine) as conn:
+        # The row of each demo cart, found by the storefront's cart id.
+        rows = {
+            row.value: row
+            for row in conn.execute(
+                select(keys.c.value, carts)
+                .join(carts, carts.c.id == keys.c.cart_id)
+                .where(keys.c.kind == "storefront_cart")
+            )
+        }
+        steps: dict[int, list[Any]] = {}
+        for send in conn.execute(select(sends).order_by(sends.c.cart_id, sends.c.step)):
+            steps.setdefault(send.cart_id, []).append(send)
+    lines = []
+    for shopper in cast:
+        row = rows.get(shopper.cart_id)
+        if row is None:
+            lines.append(f"  {shopper.cart_id}  (not stored)")
+            continue
+        lines.append(_account(shopper, row, steps.get(row.id, [])))
+    return lines
+
+
+ACCOUNT = "  {cart:<9}  {total:>8}  {did:<38}  {reminders:<30}  {outcome}"
+
+
+def _account(shopper: Shopper, cart: Any, sends: list[Any]) -> str:
+    total = "-" if cart.total_minor is None else format_minor(cart.total_minor, cart.currency)
+    city = shopper.zone.split("/")[-1].replace("_", " ")
+    did = f"{'saved' if shopper.saved else 'checkout'} {_at(shopper.started)} {city}"
+    if shopper.email is None:
+        did += ", no email"
+    elif not shopper.opted_in:
+        did += ", no opt-in"
+    if cart.status == "bought":
+        outcome = f"bought {_at(cart.bought_at)}"
+    elif cart.status == "closed":
+        outcome = f"gave up: {cart.status_reason}"
+    else:
+        outcome = f"still {cart.status}"
+    return ACCOUNT.format(
+        cart=shopper.cart_id, total=total, did=did, reminders=_reminders(sends), outcome=outcome
+    )
+
+
+def _reminders(sends: list[Any]) -> str:
+    """The reminders in a few words: when each went (* held by quiet hours until the
+    morning), or why it did not."""
+    sent = [
+        f"{_at(s.sent_at)}{'*' if s.due_at > s.created_at else ''}"
+        for s in sends
+        if s.status == "sent"
+    ]
+    others = []
+    for send in sends:
+        if send.status == "sent":
+            continue
+        if send.status == "skipped" and send.reason == "cart is bought":
+            why = "stopped: bought"
+        else:
+            why = f"{send.status}: {(send.reason or '').split(':')[0]}".rstrip(": ")
+        if why not in others:
+            others.append(why)
+    parts = ([f"sent {', '.join(sent)}"] if sent else []) + others
+    return "; ".join(parts) or "none"
+
+
+def _at(when: datetime | None) -> str:
+    return "?" if when is None else f"{when:%a %H:%M}"
+
+
 def describe(story: Story, outbox: Path, seconds: float) -> list[str]:
     """What happened, in the words of the README's promise."""
     sends, skipped = story.outcomes["sends"], story.outcomes["skipped_because"]
@@ -247,6 +366,13 @@ def describe(story: Story, outbox: Path, seconds: float) -> list[str]:
     ]
     for reason, n in sorted(refused.items()):
         lines.append(f"  not sent                    {n}  ({reason})")
+    lines.append("every cart (times UTC; * held by quiet hours in the shopper's time zone):")
+    lines.append(
+        ACCOUNT.format(
+            cart="cart", total="total", did="shopper", reminders="reminders", outcome="outcome"
+        )
+    )
+    lines.extend(story.accounts)
     if emails:
         lines.append(f"emails: {len(emails)} in {outbox} (open any .eml in a mail client)")
     return lines
