@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -70,17 +70,21 @@ _KEYLESS_ORDERS_BY_EMAIL = select(
     orders.c.source,
     orders.c.external_id,
     orders.c.placed_at,
+    orders.c.currency,
+    orders.c.total_minor,
 ).where(
     orders.c.shop_id == bindparam("shop_id"),
     orders.c.email_key.in_(bindparam("email_keys", expanding=True)),
     orders.c.has_cart_keys.is_(False),
 )
-_BOUGHT_BY_EMAIL = select(
-    carts.c.id, carts.c.shop_id, carts.c.email_key, carts.c.order_ref, carts.c.last_activity_at
-).where(
-    carts.c.shop_id == bindparam("shop_id"),
-    carts.c.email_key.in_(bindparam("email_keys", expanding=True)),
-    carts.c.order_ref.is_not(None),
+_CARTS_BY_EMAIL = (
+    select(carts)
+    .where(
+        carts.c.shop_id == bindparam("shop_id"),
+        carts.c.email_key.in_(bindparam("email_keys", expanding=True)),
+    )
+    .order_by(carts.c.id)
+    .with_for_update()
 )
 _SET_ORDER_CART = (
     update(orders)
@@ -167,9 +171,9 @@ class CartRepository:
     def keyless_orders_by_email(self, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
         return self._by_email(_KEYLESS_ORDERS_BY_EMAIL, pairs)
 
-    def bought_by_email(self, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
-        """Carts of these (shop, email) pairs that name an order."""
-        return self._by_email(_BOUGHT_BY_EMAIL, pairs)
+    def carts_by_email(self, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
+        """Every cart of these (shop, email) pairs, locked for this transaction."""
+        return self._by_email(_CARTS_BY_EMAIL, pairs)
 
     def _by_email(self, stmt: Any, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
         """One query per shop with ``email_key IN (...)`` (see ``_CARTS_FOR_KEYS``)."""
@@ -221,16 +225,6 @@ class CartRepository:
     def keys_of(self, cart_id: int) -> list[tuple[str, str]]:
         stmt = select(keys_t.c.kind, keys_t.c.value).where(keys_t.c.cart_id == cart_id)
         return [(row.kind, row.value) for row in self.conn.execute(stmt.order_by(keys_t.c.kind))]
-
-    def near_by_email(self, shop_id: int, email_key: str, at: datetime, window_s: int) -> list[int]:
-        """Carts of this email with activity overlapping [at - window, at], bought or not."""
-        params = {
-            "shop_id": shop_id,
-            "email_key": email_key,
-            "at": at,
-            "since": at - timedelta(seconds=window_s),
-        }
-        return sorted(self.conn.execute(_NEAR_BY_EMAIL, params).scalars())
 
     # -- orders ------------------------------------------------------------------------
     def set_order_carts(self, rows: list[dict[str, Any]]) -> None:

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from cartnudge.carts.matching import KeylessOrder, assign, keep_match, own, with_match
 from cartnudge.carts.repository import CartRepository
-from cartnudge.carts.state import CartState, fold, join, mark_bought, new_state
+from cartnudge.carts.state import CartState, fold, join, new_state
 from cartnudge.db.models import CartStatus, ConsentKind
-from cartnudge.intake.events import CartEvent, email_key, order_version, version_of
+from cartnudge.intake.events import CartEvent, email_key, version_of
 from cartnudge.privacy.consent import entry as consent_entry
 from cartnudge.privacy.ledger_repository import LedgerRepository
 from cartnudge.shops.repository import ShopRecord
@@ -100,17 +101,16 @@ def apply_events(
     batch = _Batch(repo, items, now)
     batch.fold_groups()
     batch.write()
-    # Orders that name no cart buy the same shopper's carts by email (rare). They read
-    # what the batch has just written; the join rules make that order-independent. Their
-    # own event names no cart: which cart such an order bought can change as later events
-    # arrive, so that answer lives on the order (``_name_keyless_orders``).
+    # Orders that name no cart buy one cart of the same shopper's, matched by address
+    # (rare). Their own event names no cart: which cart such an order bought can change
+    # as later events arrive, so that answer lives on the order and on the cart's match,
+    # both worked out again from what is stored (``_rematch``).
+    keyless = [(shop, event) for shop, event in items if not event.keys and event.order]
+    repo.record_orders([_order_row(shop, event, now) for shop, event in keyless])
     addresses = set(batch.orders)
-    for shop, event in items:
-        if not event.keys and event.order is not None:
-            repo.record_orders([_order_row(shop, event, now)])
-            if key := _match_order_by_email(repo, shop, event, now):
-                addresses.add((shop.id, key))
-    _name_keyless_orders(repo, addresses)
+    addresses |= {(shop.id, key) for shop, event in keyless if (key := email_key(event.email))}
+    shops = {shop.id: shop for shop, _ in items}
+    _rematch(repo, shops, addresses, now)
     return batch.results
 
 
@@ -148,18 +148,22 @@ class _Batch:
     def _fold(self, index: int, group: _Group) -> None:
         shop, now = group.shop, self.now
         present = [self.stored[c] for c in sorted(group.cart_ids) if c in self.stored]
+        # Events fold into each cart's own state; a purchase matched by address stays
+        # laid over it while the cart's own purchase does not replace it (``_rematch``
+        # then decides again whether it holds).
         before = CartState.from_row(present[0]) if present else None
-        state = before
+        state = own(before) if before is not None else None
         for row in present[1:]:
             assert state is not None
-            state = join(state, CartState.from_row(row))
+            state = join(state, own(CartState.from_row(row)))
         for i in group.events:
             event = self.items[i][1]
             state = fold(state, event) if state is not None else new_state(event)
             if event.order is not None:
                 self.order_rows.append((index, _order_row(shop, event, now)))
         assert state is not None
-        state = _buy_by_email(state, self.orders.get((shop.id, state.email_key or "")), shop)
+        if before is not None:
+            state = keep_match(before, state)
         stored = present[0] if present else None
         rules = self.rules[shop.id].value
         values = {
@@ -308,42 +312,6 @@ def _keyless_orders_index(
     return index
 
 
-def _buy_by_email(state: CartState, candidates: list[Any] | None, shop: ShopRecord) -> CartState:
-    """Orders that named no cart buy this cart if the shopper (same email) was active on it
-    within the shop's window before the order. Applied whether or not the cart is bought
-    already: the versions decide which order names it, whatever arrived first."""
-    window = timedelta(seconds=shop.order_match_window_s)
-    for order in candidates or ():
-        if state.first_activity_at <= order.placed_at <= state.last_activity_at + window:
-            version = order_version(order.placed_at, order.source, order.external_id)
-            state = mark_bought(
-                state, at=order.placed_at, order_ref=order.external_id, version=version
-            )
-    return state
-
-
-def _name_keyless_orders(repo: CartRepository, addresses: set[tuple[int, str]]) -> None:
-    """Each order of these (shop, email) pairs that named no cart names the cart it bought:
-    of the carts whose order it is, the one the shopper was active on last (then the
-    lowest id), or none. Worked out again from the stored carts every time, so it does
-    not depend on which events arrived first, and an order that loses its cart to an
-    order that named it moves on."""
-    if not addresses:
-        return
-    best: dict[tuple[int, str, str], int] = {}
-    carts = repo.bought_by_email(addresses)
-    for cart in sorted(carts, key=lambda c: (c.last_activity_at, -c.id)):
-        best[(cart.shop_id, cart.email_key, cart.order_ref)] = cart.id  # the last one wins
-    repo.set_order_carts(
-        [
-            {"_order_id": order.id, "_cart_id": named}
-            for order in repo.keyless_orders_by_email(addresses)
-            if (named := best.get((order.shop_id, order.email_key, order.external_id)))
-            != order.cart_id
-        ]
-    )
-
-
 def _order_row(shop: ShopRecord, event: CartEvent, now: datetime) -> dict[str, Any]:
     assert event.order is not None
     return {
@@ -383,31 +351,64 @@ def _audit(
     }
 
 
-def _match_order_by_email(
-    repo: CartRepository, shop: ShopRecord, event: CartEvent, now: datetime
-) -> str | None:
-    """An order that names no cart: the same shopper's carts active near it are bought.
-    Returns the address it was matched on (``None`` without one)."""
-    assert event.order is not None
-    key = email_key(event.email)
-    if key is None:
-        return None
-    ids = repo.near_by_email(shop.id, key, event.order.placed_at, shop.order_match_window_s)
-    version = order_version(event.order.placed_at, event.source, event.order.external_id)
-    audits = []
-    for cart_id, row in repo.load_many(ids).items():
-        before = CartState.from_row(row)
-        after = mark_bought(
-            before, at=event.order.placed_at, order_ref=event.order.external_id, version=version
-        )
-        if after == before:
-            continue
-        repo.update(cart_id, {**after.as_row(), "next_wake_at": None}, now)
-        if after.status is not before.status:
-            change = _audit(
-                shop, now, f"intake:{event.source}", f"status:{after.status.value}",
-                after.status_reason, _summary(before), _summary(after),
-            )  # fmt: skip
-            audits.append({**change, "cart_id": cart_id})
+def _rematch(
+    repo: CartRepository,
+    shops: dict[int, ShopRecord],
+    addresses: set[tuple[int, str]],
+    now: datetime,
+) -> None:
+    """Match again every order that named no cart, for these (shop, email) pairs, from
+    the stored carts and orders (see ``carts.matching``); lay each match over its cart,
+    lift the matches that moved away, and name the matched cart on each order."""
+    if not addresses:
+        return
+    carts_of: dict[tuple[int, str], dict[int, Any]] = defaultdict(dict)
+    for row in repo.carts_by_email(addresses):
+        carts_of[(row.shop_id, row.email_key)][row.id] = row
+    orders_of: dict[tuple[int, str], list[Any]] = defaultdict(list)
+    for order in repo.keyless_orders_by_email(addresses):
+        orders_of[(order.shop_id, order.email_key)].append(order)
+    rules = rules_of(repo.conn, {shop_id for shop_id, _ in addresses})
+    updates: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    named: list[dict[str, Any]] = []
+    for address in sorted(addresses):
+        shop = shops[address[0]]
+        rows = carts_of.get(address, {})
+        owns = {cart_id: own(CartState.from_row(row)) for cart_id, row in rows.items()}
+        orders = {o.id: _keyless(o) for o in orders_of.get(address, [])}
+        window = timedelta(seconds=shop.order_match_window_s)
+        bought = assign(owns, orders.values(), window)
+        order_of_cart = {cart_id: orders[order_id] for order_id, cart_id in bought.items()}
+        for cart_id, row in sorted(rows.items()):
+            stored = CartState.from_row(row)
+            after = with_match(owns[cart_id], order_of_cart.get(cart_id))
+            if after == stored:
+                continue
+            wake = _wake(after, shop, rules[shop.id].value, row)
+            updates.append({**after.as_row(), "next_wake_at": wake, "_cart_id": cart_id})
+            if after.status is not stored.status:
+                change = _audit(
+                    shop, now, "intake:order-match", f"status:{after.status.value}",
+                    after.status_reason, _summary(stored), _summary(after),
+                )  # fmt: skip
+                audits.append({**change, "cart_id": cart_id})
+        named += [
+            {"_order_id": o.id, "_cart_id": bought.get(o.id)}
+            for o in orders_of.get(address, [])
+            if bought.get(o.id) != o.cart_id
+        ]
+    repo.update_many([{**row, "updated_at": now} for row in updates])
     repo.audit_many(audits)
-    return key
+    repo.set_order_carts(named)
+
+
+def _keyless(order: Any) -> KeylessOrder:
+    return KeylessOrder(
+        row_id=order.id,
+        source=order.source,
+        external_id=order.external_id,
+        placed_at=order.placed_at,
+        currency=order.currency,
+        total_minor=order.total_minor,
+    )
