@@ -42,6 +42,20 @@ class KeylessOrder:
     total_minor: int | None
 
 
+def why_not_closing(
+    *, cancelled: bool, financial_status: str | None, test: bool, test_orders_close: bool
+) -> str | None:
+    """Why an order closes no cart, or ``None`` when it is a real purchase. A cancelled or
+    voided order never counts; a test order counts only where the shop lets it."""
+    if cancelled:
+        return "the order was cancelled"
+    if (financial_status or "").lower() == "voided":
+        return "the order's payment was voided"
+    if test and not test_orders_close:
+        return "a test order; this shop's test orders close no cart"
+    return None
+
+
 def own(state: CartState) -> CartState:
     """The cart as its own events left it, without a purchase matched by address."""
     if MATCHED not in state.versions:

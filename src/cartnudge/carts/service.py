@@ -15,15 +15,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from cartnudge.carts.matching import KeylessOrder, assign, keep_match, own, with_match
+from cartnudge.carts.matching import (
+    KeylessOrder,
+    assign,
+    keep_match,
+    own,
+    why_not_closing,
+    with_match,
+)
 from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import CartState, fold, join, new_state
 from cartnudge.db.models import CartStatus, ConsentKind
-from cartnudge.intake.events import CartEvent, email_key, version_of
+from cartnudge.intake.events import CartEvent, EventKind, email_key, version_of
 from cartnudge.privacy.consent import entry as consent_entry
 from cartnudge.privacy.ledger_repository import LedgerRepository
 from cartnudge.shops.repository import ShopRecord
@@ -44,6 +51,9 @@ class ConcurrentChange(Exception):
 class Applied:
     cart_id: int | None
     created: bool = False
+    # For an order: the cart it closed, or why it closed none.
+    closed_cart_id: int | None = None
+    not_closed: str | None = None
 
 
 def _summary(state: CartState) -> dict[str, Any]:
@@ -97,7 +107,8 @@ class _Groups:
 def apply_events(
     repo: CartRepository, items: Sequence[tuple[ShopRecord, CartEvent]], now: datetime
 ) -> list[Applied]:
-    """Apply every event; return each event's cart (``None`` if it named none)."""
+    """Apply every event; return each event's cart (``None`` if it named none) and, for
+    an order, the cart it closed."""
     batch = _Batch(repo, items, now)
     batch.fold_groups()
     batch.write()
@@ -105,13 +116,50 @@ def apply_events(
     # (rare). Their own event names no cart: which cart such an order bought can change
     # as later events arrive, so that answer lives on the order and on the cart's match,
     # both worked out again from what is stored (``_rematch``).
-    keyless = [(shop, event) for shop, event in items if not event.keys and event.order]
-    repo.record_orders([_order_row(shop, event, now) for shop, event in keyless])
+    keyless = [i for i, (_, event) in enumerate(items) if not event.keys and event.order]
+    rows = [_order_row(*items[i], now) for i in keyless]
+    repo.record_orders(rows)
+    refunds = batch.order_refunds + [
+        (row, _refunds(items[i][1])) for i, row in zip(keyless, rows, strict=True)
+    ]
+    repo.add_refunds(
+        [(r["shop_id"], r["source"], r["external_id"], found) for r, found in refunds if found]
+    )
     addresses = set(batch.orders)
-    addresses |= {(shop.id, key) for shop, event in keyless if (key := email_key(event.email))}
+    addresses |= {(row["shop_id"], row["email_key"]) for row in rows if row["email_key"]}
     shops = {shop.id: shop for shop, _ in items}
-    _rematch(repo, shops, addresses, now)
+    bought = _rematch(repo, shops, addresses, now)
+    for i, row in zip(keyless, rows, strict=True):
+        shop, event = items[i]
+        closed = bought.get((shop.id, row["source"], row["external_id"]))
+        reason = _not_closing(shop, event)
+        if reason is None and closed is None:
+            reason = (
+                "no address to match a cart by"
+                if row["email_key"] is None
+                else "no cart of this address open within the order match window"
+            )
+        batch.results[i] = Applied(None, closed_cart_id=closed, not_closed=reason)
     return batch.results
+
+
+def _not_closing(shop: ShopRecord, event: CartEvent) -> str | None:
+    """Why this event's order closes no cart (``None``: it is a purchase, or no order)."""
+    order = event.order
+    if order is None:
+        return None
+    if event.kind is EventKind.ORDER_CHANGED:
+        return "a change to an order, recorded on the order"
+    return why_not_closing(
+        cancelled=order.cancelled_at is not None,
+        financial_status=order.financial_status,
+        test=order.test,
+        test_orders_close=shop.test_orders_close_carts,
+    )
+
+
+def _refunds(event: CartEvent) -> dict[str, int]:
+    return dict(event.order.refunds) if event.order is not None else {}
 
 
 class _Batch:
@@ -138,6 +186,8 @@ class _Batch:
         self.updates: list[dict[str, Any]] = []
         self.audits: list[tuple[int, dict[str, Any]]] = []  # (group index, row)
         self.order_rows: list[tuple[int, dict[str, Any]]] = []
+        self.order_refunds: list[tuple[dict[str, Any], dict[str, int]]] = []
+        self.not_closed: dict[int, str | None] = {}  # event index: why its order closed none
         self.consents: list[tuple[int, dict[str, Any]]] = []  # (group index, ledger row)
         self.group_cart: dict[int, int] = {}
 
@@ -158,9 +208,15 @@ class _Batch:
             state = join(state, own(CartState.from_row(row)))
         for i in group.events:
             event = self.items[i][1]
-            state = fold(state, event) if state is not None else new_state(event)
             if event.order is not None:
-                self.order_rows.append((index, _order_row(shop, event, now)))
+                order_row = _order_row(shop, event, now)
+                self.order_rows.append((index, order_row))
+                self.order_refunds.append((order_row, _refunds(event)))
+                self.not_closed[i] = _not_closing(shop, event)
+                if self.not_closed[i] is not None:
+                    # What it says of the shopper still counts; it is no purchase.
+                    event = replace(event, kind=EventKind.CART_UPDATED)
+            state = fold(state, event) if state is not None else new_state(event)
         assert state is not None
         if before is not None:
             state = keep_match(before, state)
@@ -210,7 +266,12 @@ class _Batch:
             for i in group.events:
                 # The group's first event made the cart; the others updated it.
                 made = index in new_groups and i == group.events[0]
-                self.results[i] = Applied(cart_id, created=made)
+                if i in self.not_closed:
+                    reason = self.not_closed[i]
+                    closed = None if reason is not None else cart_id
+                    self.results[i] = Applied(cart_id, made, closed, reason)
+                else:
+                    self.results[i] = Applied(cart_id, created=made)
             links += [
                 {"shop_id": k[0], "kind": k[1], "value": k[2], "cart_id": cart_id}
                 for k in sorted(group.keys)
@@ -313,21 +374,31 @@ def _keyless_orders_index(
 
 
 def _order_row(shop: ShopRecord, event: CartEvent, now: datetime) -> dict[str, Any]:
-    assert event.order is not None
+    order = event.order
+    assert order is not None
+    change_only = event.kind is EventKind.ORDER_CHANGED
     return {
         "shop_id": shop.id,
         "source": event.source,
-        "external_id": event.order.external_id,
-        "placed_at": event.order.placed_at,
+        "external_id": order.external_id,
+        "placed_at": order.placed_at,
         "email_key": email_key(event.email),
-        "currency": event.order.currency,
-        "total_minor": event.order.total_minor,
+        "currency": order.currency,
+        "total_minor": order.total_minor,
         "has_cart_keys": bool(event.keys),
         "cart_id": None,
         "created_at": now,
-        "version": version_of(
-            event.order.updated_at or event.occurred_at, event.source, event.external_id
-        ),
+        "version": ""
+        if change_only
+        else version_of(order.updated_at or event.occurred_at, event.source, event.external_id),
+        "cancelled_at": order.cancelled_at,
+        "financial_status": order.financial_status,
+        "test": order.test,
+        "placed_live": not change_only
+        and order.cancelled_at is None
+        and (order.financial_status or "").lower() != "voided",
+        "refunds": None,
+        "refunded_minor": 0,
     }
 
 
@@ -356,12 +427,13 @@ def _rematch(
     shops: dict[int, ShopRecord],
     addresses: set[tuple[int, str]],
     now: datetime,
-) -> None:
+) -> dict[tuple[int, str, str], int]:
     """Match again every order that named no cart, for these (shop, email) pairs, from
     the stored carts and orders (see ``carts.matching``); lay each match over its cart,
-    lift the matches that moved away, and name the matched cart on each order."""
+    lift the matches that moved away, and name the matched cart on each order. Returns
+    the cart each matched order bought, by (shop id, source, order id)."""
     if not addresses:
-        return
+        return {}
     carts_of: dict[tuple[int, str], dict[int, Any]] = defaultdict(dict)
     for row in repo.carts_by_email(addresses):
         carts_of[(row.shop_id, row.email_key)][row.id] = row
@@ -372,13 +444,21 @@ def _rematch(
     updates: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
     named: list[dict[str, Any]] = []
+    matched: dict[int, int] = {}  # order row id: cart id
     for address in sorted(addresses):
         shop = shops[address[0]]
         rows = carts_of.get(address, {})
         owns = {cart_id: own(CartState.from_row(row)) for cart_id, row in rows.items()}
-        orders = {o.id: _keyless(o) for o in orders_of.get(address, [])}
+        # An order once seen live was a purchase, whatever became of it later; a test
+        # order only where the shop lets test orders close carts.
+        orders = {
+            o.id: _keyless(o)
+            for o in orders_of.get(address, [])
+            if o.placed_live and (not o.test or shop.test_orders_close_carts)
+        }
         window = timedelta(seconds=shop.order_match_window_s)
         bought = assign(owns, orders.values(), window)
+        matched.update(bought)
         order_of_cart = {cart_id: orders[order_id] for order_id, cart_id in bought.items()}
         for cart_id, row in sorted(rows.items()):
             stored = CartState.from_row(row)
@@ -401,6 +481,12 @@ def _rematch(
     repo.update_many([{**row, "updated_at": now} for row in updates])
     repo.audit_many(audits)
     repo.set_order_carts(named)
+    return {
+        (o.shop_id, o.source, o.external_id): matched[o.id]
+        for found in orders_of.values()
+        for o in found
+        if o.id in matched
+    }
 
 
 def _keyless(order: Any) -> KeylessOrder:
