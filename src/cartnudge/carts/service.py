@@ -379,7 +379,8 @@ def _order_row(shop: ShopRecord, event: CartEvent, now: datetime) -> dict[str, A
     change_only = event.kind is EventKind.ORDER_CHANGED
     return {
         "shop_id": shop.id,
-        "source": event.source,
+        # One purchase is one row however it came (a webhook, a CSV row): the platform's.
+        "source": order.platform or event.source,
         "external_id": order.external_id,
         "placed_at": order.placed_at,
         "email_key": email_key(event.email),

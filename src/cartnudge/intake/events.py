@@ -62,6 +62,9 @@ class OrderInfo:
     financial_status: str | None = None  # the platform's word: "paid", "voided", ...
     test: bool = False  # placed in the platform's test mode
     refunds: tuple[tuple[str, int], ...] = ()  # (refund id, minor units), each refund once
+    # The platform the order id belongs to, when the event came another way (a CSV row of a
+    # Stripe session is a Stripe order): one purchase is one order row however it came.
+    platform: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
