@@ -14,14 +14,21 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner, Result
 
 from cartnudge.cli import app
-from cartnudge.clock import FrozenClock
-from cartnudge.db.models import CartKey, table_of
+from cartnudge.clock import FrozenClock, system_clock
+from cartnudge.db.models import CartKey, Order, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.csv_import import Format, ImportRefused, import_csv, read_table
+from cartnudge.intake.examples import signed_storefront, signed_stripe, storefront_event
 from cartnudge.intake.service import dead_letters, replay
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, ShopFactory
-from tests.intake.helpers import carts, post_stripe, stored_counts, stripe_completed_event
+from tests.intake.helpers import (
+    carts,
+    post,
+    post_stripe,
+    stored_counts,
+    stripe_completed_event,
+)
 
 DATA = Path(__file__).parent / "data"
 HEADER = "cart_id,occurred_at,email,currency,total,status,order_id"
@@ -276,3 +283,45 @@ def test_our_columns_carry_the_parts_of_the_total(engine: Engine, shop: ShopReco
     assert cart.items[0]["variant"] == "Blue"
     parts = (cart.subtotal_minor, cart.discount_minor, cart.shipping_minor, cart.tax_minor)
     assert parts == (2400, 240, 480, None)
+
+
+@pytest.mark.parametrize("layout", ["stripe", "cartnudge"])
+@pytest.mark.parametrize("webhook_first", [False, True])
+def test_a_purchase_imported_and_delivered_by_webhook_is_one_order(
+    client: TestClient,
+    engine: Engine,
+    shop: ShopRecord,
+    clock: FrozenClock,
+    layout: str,
+    webhook_first: bool,
+) -> None:
+    # The platform's order id is the key both ways share: a Stripe session id, or the
+    # storefront's order id in our own columns.
+    if layout == "stripe":
+        data = (
+            "id,Created (UTC),Customer Email,Amount Total,Currency,Status,Payment Status\n"
+            "cs_test_paid9,2026-03-13 16:00,shopper@example.com,58.00,eur,complete,paid\n"
+        )
+        webhook = signed_stripe(shop, stripe_completed_event("cs_test_paid9"), system_clock())
+        order_id, source = "cs_test_paid9", "stripe"
+    else:
+        data = f"{HEADER}\nc-9,2026-03-14T12:00:00Z,dee@example.com,GBP,64.00,bought,order-9\n"
+        event = storefront_event(
+            cart_id="c-9", kind="order_placed", order_id="order-9", occurred_at=T0
+        )
+        webhook = signed_storefront(shop, event, system_clock())
+        order_id, source = "order-9", "storefront"
+
+    if webhook_first:
+        assert post(client, webhook).status_code == 200
+    assert import_csv(engine, shop, data.encode(), clock())["purchases"] == 1
+    if not webhook_first:
+        assert post(client, webhook).status_code == 200
+
+    orders_t = table_of(Order)
+    with reading(engine) as conn:
+        rows = conn.execute(select(orders_t).where(orders_t.c.shop_id == shop.id)).all()
+    assert [(row.source, row.external_id) for row in rows] == [(source, order_id)]
+    [cart] = carts(engine, shop.id)
+    assert (cart.status, cart.order_ref) == ("bought", order_id)
+    assert rows[0].cart_id == cart.id

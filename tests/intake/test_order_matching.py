@@ -32,7 +32,9 @@ CAROL = "carol@example.com"
 MakeShop = Any
 
 
-def storefront(shop: ShopRecord, cart: str, minutes: int, **fields: Any) -> ExampleRequest:
+def storefront(
+    shop: ShopRecord, cart: str, minutes: int, total: str | None = None, **fields: Any
+) -> ExampleRequest:
     event = storefront_event(
         cart_id=cart,
         event_id=f"{cart}-{minutes}",
@@ -40,6 +42,8 @@ def storefront(shop: ShopRecord, cart: str, minutes: int, **fields: Any) -> Exam
         email=CAROL,
         **fields,
     )
+    if total is not None:
+        event.update(total=total, items=None)
     return signed_storefront(shop, event, system_clock(), msg_id=f"msg-{cart}-{minutes}")
 
 
@@ -72,6 +76,17 @@ def outcome(engine: Engine, shop_id: int) -> dict[str, Any]:
             for row in conn.execute(select(orders_t).where(orders_t.c.shop_id == shop_id))
         }
     return {"carts": carts, "orders": orders}
+
+
+def timers(engine: Engine) -> list[dict[str, Any]]:
+    """Per shop: whether each cart (by its storefront id) still has a timer running."""
+    carts_t, keys_t = table_of(Cart), table_of(CartKey)
+    with reading(engine) as conn:
+        name = {row.cart_id: row.value for row in conn.execute(select(keys_t))}
+        by_shop: dict[int, dict[str, bool]] = {}
+        for row in conn.execute(select(carts_t)):
+            by_shop.setdefault(row.shop_id, {})[name[row.id]] = row.next_wake_at is not None
+    return [{"timers": found} for _, found in sorted(by_shop.items())]
 
 
 def every_arrival_order(
@@ -137,9 +152,11 @@ def test_an_order_matched_by_address_moves_to_the_cart_no_other_order_bought(
     assert all(o == outcomes[0] for o in outcomes), outcomes
 
 
-def test_an_order_matched_by_address_names_the_cart_she_was_active_on_last(
+def test_an_order_matched_by_address_buys_only_the_cart_she_was_active_on_last(
     client: TestClient, engine: Engine, make_shop: MakeShop
 ) -> None:
+    # Carol left two carts; her order names neither. It bought one of them, the one she
+    # was active on last; the other is still open and still waits for its reminder.
     def build(shop: ShopRecord) -> list[ExampleRequest]:
         return [
             storefront(shop, "sf-a", 0),
@@ -152,8 +169,61 @@ def test_an_order_matched_by_address_names_the_cart_she_was_active_on_last(
 
     placed = T0 + timedelta(hours=2)
     assert outcomes[0] == {
-        "carts": {"sf-a": ("bought", "99", placed), "sf-b": ("bought", "99", placed)},
+        "carts": {"sf-a": ("open", None, None), "sf-b": ("bought", "99", placed)},
         "orders": {"99": ("sf-b", 59894)},
+    }
+    assert all(o == outcomes[0] for o in outcomes), outcomes
+    assert all(o["timers"] == {"sf-a": True, "sf-b": False} for o in timers(engine)), timers(engine)
+
+
+def test_an_order_matched_by_address_prefers_the_cart_whose_total_it_paid(
+    client: TestClient, engine: Engine, make_shop: MakeShop
+) -> None:
+    # Carol's older cart holds 64.00 GBP, her latest 30.00 GBP; her order paid 64.00 GBP:
+    # it bought the older cart, and the latest stays open.
+    def build(shop: ShopRecord) -> list[ExampleRequest]:
+        return [
+            storefront(shop, "sf-a", 0),
+            storefront(shop, "sf-b", 20, total="30.00"),
+            keyless_order(
+                shop, 99, T0 + timedelta(hours=2), "wh-99",
+                total_price="64.00", currency="GBP", presentment_currency="GBP",
+            ),
+        ]  # fmt: skip
+
+    outcomes = every_arrival_order(client, engine, make_shop, build)
+
+    assert outcomes[0] == {
+        "carts": {
+            "sf-a": ("bought", "99", T0 + timedelta(hours=2)),
+            "sf-b": ("open", None, None),
+        },
+        "orders": {"99": ("sf-a", 6400)},
+    }
+    assert all(o == outcomes[0] for o in outcomes), outcomes
+
+
+def test_two_orders_matched_by_address_buy_two_carts(
+    client: TestClient, engine: Engine, make_shop: MakeShop
+) -> None:
+    # Two carts, two orders naming neither: each order bought a cart of its own, the
+    # earlier order the cart she was active on last before it.
+    def build(shop: ShopRecord) -> list[ExampleRequest]:
+        return [
+            storefront(shop, "sf-a", 0),
+            storefront(shop, "sf-b", 20),
+            keyless_order(shop, 98, T0 + timedelta(hours=1), "wh-98"),
+            keyless_order(shop, 99, T0 + timedelta(hours=2), "wh-99"),
+        ]
+
+    outcomes = every_arrival_order(client, engine, make_shop, build)
+
+    assert outcomes[0] == {
+        "carts": {
+            "sf-a": ("bought", "99", T0 + timedelta(hours=2)),
+            "sf-b": ("bought", "98", T0 + timedelta(hours=1)),
+        },
+        "orders": {"98": ("sf-b", 59894), "99": ("sf-a", 59894)},
     }
     assert all(o == outcomes[0] for o in outcomes), outcomes
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Row,
+    and_,
     bindparam,
     case,
     delete,
@@ -68,17 +69,23 @@ _KEYLESS_ORDERS_BY_EMAIL = select(
     orders.c.source,
     orders.c.external_id,
     orders.c.placed_at,
+    orders.c.currency,
+    orders.c.total_minor,
+    orders.c.placed_live,
+    orders.c.test,
 ).where(
     orders.c.shop_id == bindparam("shop_id"),
     orders.c.email_key.in_(bindparam("email_keys", expanding=True)),
     orders.c.has_cart_keys.is_(False),
 )
-_BOUGHT_BY_EMAIL = select(
-    carts.c.id, carts.c.shop_id, carts.c.email_key, carts.c.order_ref, carts.c.last_activity_at
-).where(
-    carts.c.shop_id == bindparam("shop_id"),
-    carts.c.email_key.in_(bindparam("email_keys", expanding=True)),
-    carts.c.order_ref.is_not(None),
+_CARTS_BY_EMAIL = (
+    select(carts)
+    .where(
+        carts.c.shop_id == bindparam("shop_id"),
+        carts.c.email_key.in_(bindparam("email_keys", expanding=True)),
+    )
+    .order_by(carts.c.id)
+    .with_for_update()
 )
 _SET_ORDER_CART = (
     update(orders)
@@ -92,15 +99,28 @@ def _record_orders(dialect: str) -> Any:
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(orders)
     new = stmt.excluded
-    newer = or_(orders.c.version.is_(None), orders.c.version < new.version)
+    # A delivery that only changes an order (a refund) has the empty version: it never
+    # replaces a snapshot, and the first real delivery replaces its stand-in fields.
+    newer = or_(
+        orders.c.version < new.version,
+        and_(orders.c.version.is_(None), new.version != ""),
+    )
+    snapshot = ("placed_at", "email_key", "currency", "total_minor", "version")
     return stmt.on_conflict_do_update(
         index_elements=["shop_id", "source", "external_id"],
         set_={
             **{
                 name: case((newer, new[name]), else_=orders.c[name])
-                for name in ("placed_at", "email_key", "currency", "total_minor", "version")
+                for name in (*snapshot, "financial_status", "test")
             },
             "has_cart_keys": or_(orders.c.has_cart_keys, new.has_cart_keys),
+            "placed_live": or_(orders.c.placed_live, new.placed_live),
+            # Cancelled once is cancelled: the earliest time any delivery gave.
+            "cancelled_at": case(
+                (orders.c.cancelled_at.is_(None), new.cancelled_at),
+                (new.cancelled_at < orders.c.cancelled_at, new.cancelled_at),
+                else_=orders.c.cancelled_at,
+            ),
             # A cart the order named stays its cart; one matched by email gives way to it.
             "cart_id": case(
                 (orders.c.has_cart_keys, func.coalesce(orders.c.cart_id, new.cart_id)),
@@ -162,12 +182,36 @@ class CartRepository:
         if rows:
             self.conn.execute(_record_orders(self.conn.dialect.name), rows)
 
+    def add_refunds(self, rows: list[tuple[int, str, str, dict[str, int]]]) -> None:
+        """Record refunds on their orders, each refund once by its id, whichever delivery
+        brought it: (shop id, source, order id, {refund id: minor units}) per order."""
+        wanted: dict[tuple[int, str, str], dict[str, int]] = {}
+        for shop_id, source, external_id, refunds in rows:
+            into = wanted.setdefault((shop_id, source, external_id), {})
+            for refund_id, minor in refunds.items():
+                into[refund_id] = max(minor, into.get(refund_id, minor))
+        for (shop_id, source, external_id), refunds in sorted(wanted.items()):
+            where = (
+                orders.c.shop_id == shop_id,
+                orders.c.source == source,
+                orders.c.external_id == external_id,
+            )
+            stored = self.conn.execute(
+                select(orders.c.refunds).where(*where).with_for_update()
+            ).scalar_one()
+            merged = dict(stored or {})
+            for refund_id, minor in refunds.items():
+                merged[refund_id] = max(minor, merged.get(refund_id, minor))
+            if merged != stored:
+                values = {"refunds": merged, "refunded_minor": sum(merged.values())}
+                self.conn.execute(update(orders).where(*where).values(**values))
+
     def keyless_orders_by_email(self, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
         return self._by_email(_KEYLESS_ORDERS_BY_EMAIL, pairs)
 
-    def bought_by_email(self, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
-        """Carts of these (shop, email) pairs that name an order."""
-        return self._by_email(_BOUGHT_BY_EMAIL, pairs)
+    def carts_by_email(self, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
+        """Every cart of these (shop, email) pairs, locked for this transaction."""
+        return self._by_email(_CARTS_BY_EMAIL, pairs)
 
     def _by_email(self, stmt: Any, pairs: Iterable[tuple[int, str]]) -> list[Row[Any]]:
         """One query per shop with ``email_key IN (...)`` (see ``_CARTS_FOR_KEYS``)."""
@@ -209,16 +253,6 @@ class CartRepository:
     def keys_of(self, cart_id: int) -> list[tuple[str, str]]:
         stmt = select(keys_t.c.kind, keys_t.c.value).where(keys_t.c.cart_id == cart_id)
         return [(row.kind, row.value) for row in self.conn.execute(stmt.order_by(keys_t.c.kind))]
-
-    def near_by_email(self, shop_id: int, email_key: str, at: datetime, window_s: int) -> list[int]:
-        """Carts of this email with activity overlapping [at - window, at], bought or not."""
-        params = {
-            "shop_id": shop_id,
-            "email_key": email_key,
-            "at": at,
-            "since": at - timedelta(seconds=window_s),
-        }
-        return sorted(self.conn.execute(_NEAR_BY_EMAIL, params).scalars())
 
     # -- orders ------------------------------------------------------------------------
     def set_order_carts(self, rows: list[dict[str, Any]]) -> None:

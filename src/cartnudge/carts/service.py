@@ -15,15 +15,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from cartnudge.carts.matching import (
+    KeylessOrder,
+    assign,
+    keep_match,
+    own,
+    why_not_closing,
+    with_match,
+)
 from cartnudge.carts.repository import CartRepository
-from cartnudge.carts.state import CartState, fold, join, mark_bought, new_state
+from cartnudge.carts.state import CartState, fold, join, new_state
 from cartnudge.db.models import CartStatus, ConsentKind
 from cartnudge.delivery.repository import SenderRepository
-from cartnudge.intake.events import CartEvent, email_key, order_version, version_of
+from cartnudge.intake.events import CartEvent, EventKind, email_key, version_of
 from cartnudge.privacy.consent import entry as consent_entry
 from cartnudge.privacy.ledger_repository import LedgerRepository
 from cartnudge.shops.repository import ShopRecord
@@ -44,6 +52,9 @@ class ConcurrentChange(Exception):
 class Applied:
     cart_id: int | None
     created: bool = False
+    # For an order: the cart it closed, or why it closed none.
+    closed_cart_id: int | None = None
+    not_closed: str | None = None
 
 
 def _summary(state: CartState) -> dict[str, Any]:
@@ -115,22 +126,59 @@ class _Groups:
 def apply_events(
     repo: CartRepository, items: Sequence[tuple[ShopRecord, CartEvent]], now: datetime
 ) -> list[Applied]:
-    """Apply every event; return each event's cart (``None`` if it named none)."""
+    """Apply every event; return each event's cart (``None`` if it named none) and, for
+    an order, the cart it closed."""
     batch = _Batch(repo, items, now)
     batch.fold_groups()
     batch.write()
-    # Orders that name no cart buy the same shopper's carts by email (rare). They read
-    # what the batch has just written; the join rules make that order-independent. Their
-    # own event names no cart: which cart such an order bought can change as later events
-    # arrive, so that answer lives on the order (``_name_keyless_orders``).
+    # Orders that name no cart buy one cart of the same shopper's, matched by address
+    # (rare). Their own event names no cart: which cart such an order bought can change
+    # as later events arrive, so that answer lives on the order and on the cart's match,
+    # both worked out again from what is stored (``_rematch``).
+    keyless = [i for i, (_, event) in enumerate(items) if not event.keys and event.order]
+    rows = [_order_row(*items[i], now) for i in keyless]
+    repo.record_orders(rows)
+    refunds = batch.order_refunds + [
+        (row, _refunds(items[i][1])) for i, row in zip(keyless, rows, strict=True)
+    ]
+    repo.add_refunds(
+        [(r["shop_id"], r["source"], r["external_id"], found) for r, found in refunds if found]
+    )
     addresses = set(batch.orders)
-    for shop, event in items:
-        if not event.keys and event.order is not None:
-            repo.record_orders([_order_row(shop, event, now)])
-            if key := _match_order_by_email(repo, shop, event, now):
-                addresses.add((shop.id, key))
-    _name_keyless_orders(repo, addresses)
+    addresses |= {(row["shop_id"], row["email_key"]) for row in rows if row["email_key"]}
+    shops = {shop.id: shop for shop, _ in items}
+    bought = _rematch(repo, shops, addresses, now)
+    for i, row in zip(keyless, rows, strict=True):
+        shop, event = items[i]
+        closed = bought.get((shop.id, row["source"], row["external_id"]))
+        reason = _not_closing(shop, event)
+        if reason is None and closed is None:
+            reason = (
+                "no address to match a cart by"
+                if row["email_key"] is None
+                else "no cart of this address open within the order match window"
+            )
+        batch.results[i] = Applied(None, closed_cart_id=closed, not_closed=reason)
     return batch.results
+
+
+def _not_closing(shop: ShopRecord, event: CartEvent) -> str | None:
+    """Why this event's order closes no cart (``None``: it is a purchase, or no order)."""
+    order = event.order
+    if order is None:
+        return None
+    if event.kind is EventKind.ORDER_CHANGED:
+        return "a change to an order, recorded on the order"
+    return why_not_closing(
+        cancelled=order.cancelled_at is not None,
+        financial_status=order.financial_status,
+        test=order.test,
+        test_orders_close=shop.test_orders_close_carts,
+    )
+
+
+def _refunds(event: CartEvent) -> dict[str, int]:
+    return dict(event.order.refunds) if event.order is not None else {}
 
 
 class _Batch:
@@ -157,6 +205,8 @@ class _Batch:
         self.updates: list[dict[str, Any]] = []
         self.audits: list[tuple[int, dict[str, Any]]] = []  # (group index, row)
         self.order_rows: list[tuple[int, dict[str, Any]]] = []
+        self.order_refunds: list[tuple[dict[str, Any], dict[str, int]]] = []
+        self.not_closed: dict[int, str | None] = {}  # event index: why its order closed none
         self.consents: list[tuple[int, dict[str, Any]]] = []  # (group index, ledger row)
         self.group_cart: dict[int, int] = {}
 
@@ -167,18 +217,28 @@ class _Batch:
     def _fold(self, index: int, group: _Group) -> None:
         shop, now = group.shop, self.now
         present = [self.stored[c] for c in sorted(group.cart_ids) if c in self.stored]
+        # Events fold into each cart's own state; a purchase matched by address stays
+        # laid over it while the cart's own purchase does not replace it (``_rematch``
+        # then decides again whether it holds).
         before = CartState.from_row(present[0]) if present else None
-        state = before
+        state = own(before) if before is not None else None
         for row in present[1:]:
             assert state is not None
-            state = join(state, CartState.from_row(row))
+            state = join(state, own(CartState.from_row(row)))
         for i in group.events:
             event = self.items[i][1]
-            state = fold(state, event) if state is not None else new_state(event)
             if event.order is not None:
-                self.order_rows.append((index, _order_row(shop, event, now)))
+                order_row = _order_row(shop, event, now)
+                self.order_rows.append((index, order_row))
+                self.order_refunds.append((order_row, _refunds(event)))
+                self.not_closed[i] = _not_closing(shop, event)
+                if self.not_closed[i] is not None:
+                    # What it says of the shopper still counts; it is no purchase.
+                    event = replace(event, kind=EventKind.CART_UPDATED)
+            state = fold(state, event) if state is not None else new_state(event)
         assert state is not None
-        state = _buy_by_email(state, self.orders.get((shop.id, state.email_key or "")), shop)
+        if before is not None:
+            state = keep_match(before, state)
         stored = _reminded(present)
         rules = self.rules[shop.id].value
         values = {
@@ -234,7 +294,12 @@ class _Batch:
             for i in group.events:
                 # The group's first event made the cart; the others updated it.
                 made = index in new_groups and i == group.events[0]
-                self.results[i] = Applied(cart_id, created=made)
+                if i in self.not_closed:
+                    reason = self.not_closed[i]
+                    closed = None if reason is not None else cart_id
+                    self.results[i] = Applied(cart_id, made, closed, reason)
+                else:
+                    self.results[i] = Applied(cart_id, created=made)
             links += [
                 {"shop_id": k[0], "kind": k[1], "value": k[2], "cart_id": cart_id}
                 for k in sorted(group.keys)
@@ -336,58 +401,33 @@ def _keyless_orders_index(
     return index
 
 
-def _buy_by_email(state: CartState, candidates: list[Any] | None, shop: ShopRecord) -> CartState:
-    """Orders that named no cart buy this cart if the shopper (same email) was active on it
-    within the shop's window before the order. Applied whether or not the cart is bought
-    already: the versions decide which order names it, whatever arrived first."""
-    window = timedelta(seconds=shop.order_match_window_s)
-    for order in candidates or ():
-        if state.first_activity_at <= order.placed_at <= state.last_activity_at + window:
-            version = order_version(order.placed_at, order.source, order.external_id)
-            state = mark_bought(
-                state, at=order.placed_at, order_ref=order.external_id, version=version
-            )
-    return state
-
-
-def _name_keyless_orders(repo: CartRepository, addresses: set[tuple[int, str]]) -> None:
-    """Each order of these (shop, email) pairs that named no cart names the cart it bought:
-    of the carts whose order it is, the one the shopper was active on last (then the
-    lowest id), or none. Worked out again from the stored carts every time, so it does
-    not depend on which events arrived first, and an order that loses its cart to an
-    order that named it moves on."""
-    if not addresses:
-        return
-    best: dict[tuple[int, str, str], int] = {}
-    carts = repo.bought_by_email(addresses)
-    for cart in sorted(carts, key=lambda c: (c.last_activity_at, -c.id)):
-        best[(cart.shop_id, cart.email_key, cart.order_ref)] = cart.id  # the last one wins
-    repo.set_order_carts(
-        [
-            {"_order_id": order.id, "_cart_id": named}
-            for order in repo.keyless_orders_by_email(addresses)
-            if (named := best.get((order.shop_id, order.email_key, order.external_id)))
-            != order.cart_id
-        ]
-    )
-
-
 def _order_row(shop: ShopRecord, event: CartEvent, now: datetime) -> dict[str, Any]:
-    assert event.order is not None
+    order = event.order
+    assert order is not None
+    change_only = event.kind is EventKind.ORDER_CHANGED
     return {
         "shop_id": shop.id,
-        "source": event.source,
-        "external_id": event.order.external_id,
-        "placed_at": event.order.placed_at,
+        # One purchase is one row however it came (a webhook, a CSV row): the platform's.
+        "source": order.platform or event.source,
+        "external_id": order.external_id,
+        "placed_at": order.placed_at,
         "email_key": email_key(event.email),
-        "currency": event.order.currency,
-        "total_minor": event.order.total_minor,
+        "currency": order.currency,
+        "total_minor": order.total_minor,
         "has_cart_keys": bool(event.keys),
         "cart_id": None,
         "created_at": now,
-        "version": version_of(
-            event.order.updated_at or event.occurred_at, event.source, event.external_id
-        ),
+        "version": ""
+        if change_only
+        else version_of(order.updated_at or event.occurred_at, event.source, event.external_id),
+        "cancelled_at": order.cancelled_at,
+        "financial_status": order.financial_status,
+        "test": order.test,
+        "placed_live": not change_only
+        and order.cancelled_at is None
+        and (order.financial_status or "").lower() != "voided",
+        "refunds": None,
+        "refunded_minor": 0,
     }
 
 
@@ -411,31 +451,79 @@ def _audit(
     }
 
 
-def _match_order_by_email(
-    repo: CartRepository, shop: ShopRecord, event: CartEvent, now: datetime
-) -> str | None:
-    """An order that names no cart: the same shopper's carts active near it are bought.
-    Returns the address it was matched on (``None`` without one)."""
-    assert event.order is not None
-    key = email_key(event.email)
-    if key is None:
-        return None
-    ids = repo.near_by_email(shop.id, key, event.order.placed_at, shop.order_match_window_s)
-    version = order_version(event.order.placed_at, event.source, event.order.external_id)
-    audits = []
-    for cart_id, row in repo.load_many(ids).items():
-        before = CartState.from_row(row)
-        after = mark_bought(
-            before, at=event.order.placed_at, order_ref=event.order.external_id, version=version
-        )
-        if after == before:
-            continue
-        repo.update(cart_id, {**after.as_row(), "next_wake_at": None}, now)
-        if after.status is not before.status:
-            change = _audit(
-                shop, now, f"intake:{event.source}", f"status:{after.status.value}",
-                after.status_reason, _summary(before), _summary(after),
-            )  # fmt: skip
-            audits.append({**change, "cart_id": cart_id})
+def _rematch(
+    repo: CartRepository,
+    shops: dict[int, ShopRecord],
+    addresses: set[tuple[int, str]],
+    now: datetime,
+) -> dict[tuple[int, str, str], int]:
+    """Match again every order that named no cart, for these (shop, email) pairs, from
+    the stored carts and orders (see ``carts.matching``); lay each match over its cart,
+    lift the matches that moved away, and name the matched cart on each order. Returns
+    the cart each matched order bought, by (shop id, source, order id)."""
+    if not addresses:
+        return {}
+    carts_of: dict[tuple[int, str], dict[int, Any]] = defaultdict(dict)
+    for row in repo.carts_by_email(addresses):
+        carts_of[(row.shop_id, row.email_key)][row.id] = row
+    orders_of: dict[tuple[int, str], list[Any]] = defaultdict(list)
+    for order in repo.keyless_orders_by_email(addresses):
+        orders_of[(order.shop_id, order.email_key)].append(order)
+    rules = rules_of(repo.conn, {shop_id for shop_id, _ in addresses})
+    updates: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    named: list[dict[str, Any]] = []
+    matched: dict[int, int] = {}  # order row id: cart id
+    for address in sorted(addresses):
+        shop = shops[address[0]]
+        rows = carts_of.get(address, {})
+        owns = {cart_id: own(CartState.from_row(row)) for cart_id, row in rows.items()}
+        # An order once seen live was a purchase, whatever became of it later; a test
+        # order only where the shop lets test orders close carts.
+        orders = {
+            o.id: _keyless(o)
+            for o in orders_of.get(address, [])
+            if o.placed_live and (not o.test or shop.test_orders_close_carts)
+        }
+        window = timedelta(seconds=shop.order_match_window_s)
+        bought = assign(owns, orders.values(), window)
+        matched.update(bought)
+        order_of_cart = {cart_id: orders[order_id] for order_id, cart_id in bought.items()}
+        for cart_id, row in sorted(rows.items()):
+            stored = CartState.from_row(row)
+            after = with_match(owns[cart_id], order_of_cart.get(cart_id))
+            if after == stored:
+                continue
+            wake = _wake(after, shop, rules[shop.id].value, row)
+            updates.append({**after.as_row(), "next_wake_at": wake, "_cart_id": cart_id})
+            if after.status is not stored.status:
+                change = _audit(
+                    shop, now, "intake:order-match", f"status:{after.status.value}",
+                    after.status_reason, _summary(stored), _summary(after),
+                )  # fmt: skip
+                audits.append({**change, "cart_id": cart_id})
+        named += [
+            {"_order_id": o.id, "_cart_id": bought.get(o.id)}
+            for o in orders_of.get(address, [])
+            if bought.get(o.id) != o.cart_id
+        ]
+    repo.update_many([{**row, "updated_at": now} for row in updates])
     repo.audit_many(audits)
-    return key
+    repo.set_order_carts(named)
+    return {
+        (o.shop_id, o.source, o.external_id): matched[o.id]
+        for found in orders_of.values()
+        for o in found
+        if o.id in matched
+    }
+
+
+def _keyless(order: Any) -> KeylessOrder:
+    return KeylessOrder(
+        row_id=order.id,
+        source=order.source,
+        external_id=order.external_id,
+        placed_at=order.placed_at,
+        currency=order.currency,
+        total_minor=order.total_minor,
+    )

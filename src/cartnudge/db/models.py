@@ -21,7 +21,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -71,6 +73,10 @@ class Shop(Base):
     storefront_secrets: Mapped[list[str]] = mapped_column(SealedJson())
     # Orders without a cart or checkout token match a cart of the same email this recent.
     order_match_window_s: Mapped[int] = mapped_column(BigInteger, default=7 * 86400)
+    # Whether a test order (Shopify ``test: true``) closes a cart as a real one would.
+    test_orders_close_carts: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     # Carts whose last activity is older than this are recorded but never reminded.
     activated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -223,6 +229,18 @@ class Order(Base):
     # The version (``intake.events.version_of``) of the delivery the row's fields come
     # from: of two deliveries of one order, the newer one's snapshot is kept.
     version: Mapped[str | None] = mapped_column(Text)
+    # What became of the order. A cancelled or voided order closes no cart, and one
+    # cancelled after it closed a cart stays on the cart's record here, to be netted out.
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    financial_status: Mapped[str | None] = mapped_column(String(32))
+    # Some delivery showed the order live (neither cancelled nor voided): it was a
+    # purchase, whatever became of it later.
+    placed_live: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # A test order (Shopify ``test: true``) closes carts only if the shop says so.
+    test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Each refund once, by its id: {refund id: minor units}; ``refunded_minor`` their sum.
+    refunds: Mapped[dict[str, int] | None] = mapped_column(Json)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ShopDocument(Base):

@@ -35,6 +35,7 @@ from cartnudge.intake.storefront import describe, to_items
 from cartnudge.shops.repository import ShopRecord
 
 SOURCE = "csv"
+STOREFRONT = "storefront"  # the lane whose ids our own columns carry
 CONSENT_SOURCE = "csv:accepts_marketing"
 _ITEMS = TypeAdapter(list[StorefrontItem])
 
@@ -239,7 +240,10 @@ def _stripe_event(row: _Row, external_id: str) -> CartEvent:
         keys = [(KeyKind.STRIPE_SESSION, session_id)]
         if recovered_from := row.text(*c["recovered_from"]):
             keys.append((KeyKind.STRIPE_SESSION, recovered_from))
-        order = OrderInfo(session_id, placed_at=created, total_minor=amount, currency=code)
+        # The session is Stripe's order: the same row as its checkout.session.completed.
+        order = OrderInfo(
+            session_id, placed_at=created, total_minor=amount, currency=code, platform="stripe"
+        )
         return CartEvent(
             topic="csv:stripe:complete",
             kind=EventKind.ORDER_PLACED,
@@ -333,7 +337,15 @@ def _our_event(row: _Row, external_id: str, shop: ShopRecord) -> CartEvent:
         order_id = row.text("order_id")
         if order_id is None:
             raise Unapplicable("order_id: required when status is bought")
-        order = OrderInfo(order_id, placed_at=occurred_at, total_minor=total, currency=code)
+        # Like cart_id, order_id is the storefront's: the same order row as the storefront
+        # lane's order_placed for that id.
+        order = OrderInfo(
+            order_id,
+            placed_at=occurred_at,
+            total_minor=total,
+            currency=code,
+            platform=STOREFRONT,
+        )
         return CartEvent(kind=EventKind.ORDER_PLACED, currency=code, order=order, **common)
     return CartEvent(
         kind=EventKind.CART_UPDATED,

@@ -214,6 +214,11 @@ def answer(lane: str, outcome: Outcome, *, dead_status: int = 200) -> Answer:
     WEBHOOKS_ACCEPTED.labels(lane, outcome.status).inc()
     status = dead_status if outcome.reason is not None else 200
     body: dict[str, Any] = {"status": outcome.status, "cart_id": outcome.cart_id}
+    if outcome.closed_cart_id is not None or outcome.not_closed is not None:
+        # An order says which cart it closed, or why none.
+        body["closed_cart_id"] = outcome.closed_cart_id
+        if outcome.not_closed is not None:
+            body["not_closed"] = outcome.not_closed
     if outcome.reason is not None:
         body["reason"] = outcome.reason
     return status, body

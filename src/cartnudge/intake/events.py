@@ -15,6 +15,7 @@ class EventKind(StrEnum):
     CART_DELETED = "cart_deleted"  # the platform removed the checkout
     CHECKOUT_COMPLETED = "checkout_completed"  # bought, but the order arrives separately
     ORDER_PLACED = "order_placed"
+    ORDER_CHANGED = "order_changed"  # a later change to an order (a refund): no cart moves
 
 
 class KeyKind(StrEnum):
@@ -67,6 +68,13 @@ class OrderInfo:
     total_minor: int | None = None
     currency: str | None = None
     updated_at: datetime | None = None  # when the source last changed the order, if it says
+    cancelled_at: datetime | None = None
+    financial_status: str | None = None  # the platform's word: "paid", "voided", ...
+    test: bool = False  # placed in the platform's test mode
+    refunds: tuple[tuple[str, int], ...] = ()  # (refund id, minor units), each refund once
+    # The platform the order id belongs to, when the event came another way (a CSV row of a
+    # Stripe session is a Stripe order): one purchase is one order row however it came.
+    platform: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

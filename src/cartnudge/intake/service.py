@@ -48,6 +48,9 @@ class Outcome:
     cart_id: int | None = None
     reason: str | None = None
     created: bool = False  # the delivery made a new cart
+    # An order: the cart it closed, or why it closed none (both ``None``: not an order).
+    closed_cart_id: int | None = None
+    not_closed: str | None = None
 
 
 def ingest(conn: Connection, delivery: Delivery, now: datetime) -> Outcome:
@@ -154,7 +157,12 @@ def _apply_recorded(
     links = []
     for inbox_id, result in zip(event_inbox, applied, strict=True):
         outcomes[inbox_id] = Outcome(
-            "applied", inbox_id, cart_id=result.cart_id, created=result.created
+            "applied",
+            inbox_id,
+            cart_id=result.cart_id,
+            created=result.created,
+            closed_cart_id=result.closed_cart_id,
+            not_closed=result.not_closed,
         )
         if result.cart_id is not None:
             links.append({"_inbox_id": inbox_id, "_cart_id": result.cart_id})

@@ -24,9 +24,16 @@ from cartnudge.intake.events import (
 SOURCE = "shopify"
 CHECKOUT_TOPICS = frozenset({"checkouts/create", "checkouts/update"})
 CART_TOPICS = frozenset({"carts/create", "carts/update"})
-ORDER_TOPICS = frozenset({"orders/create", "orders/paid"})
+ORDER_TOPICS = frozenset({"orders/create", "orders/paid", "orders/updated", "orders/cancelled"})
+REFUND_TOPIC = "refunds/create"
 COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
-TOPICS = CHECKOUT_TOPICS | CART_TOPICS | ORDER_TOPICS | COMPLIANCE_TOPICS | {"checkouts/delete"}
+TOPICS = (
+    CHECKOUT_TOPICS
+    | CART_TOPICS
+    | ORDER_TOPICS
+    | COMPLIANCE_TOPICS
+    | {"checkouts/delete", REFUND_TOPIC}
+)
 CONSENT_SOURCE = "shopify:buyer_accepts_marketing"
 
 
@@ -64,6 +71,8 @@ def parse(
         )
     if topic in CART_TOPICS:
         return _cart(topic, delivery_id, payload, shop_currency)
+    if topic == REFUND_TOPIC:
+        return _refund(topic, delivery_id, payload, shop_currency)
     return _order(topic, delivery_id, payload, shop_currency)
 
 
@@ -204,5 +213,60 @@ def _order(topic: str, delivery_id: str, payload: dict[str, Any], shop_currency:
             total_minor=total,
             currency=code,
             updated_at=f.instant(payload, "updated_at"),
+            cancelled_at=f.instant(payload, "cancelled_at"),
+            financial_status=f.text(payload, "financial_status"),
+            test=payload.get("test") is True,
+            refunds=_refunds(payload.get("refunds"), shop_currency),
         ),
     )
+
+
+def _refund(topic: str, delivery_id: str, payload: dict[str, Any], shop_currency: str) -> CartEvent:
+    """One refund of an order, recorded on the order (``refunds/create``); it changes no
+    cart. Its order may not have arrived yet: the refund's time stands in for when the
+    order was placed until the order's own delivery says."""
+    order_id = f.text(payload, "order_id")
+    if order_id is None:
+        raise Unapplicable("missing field: order_id")
+    refunded_at = f.required_instant(payload, "created_at", "processed_at")
+    return CartEvent(
+        source=SOURCE,
+        external_id=delivery_id,
+        topic=topic,
+        kind=EventKind.ORDER_CHANGED,
+        occurred_at=refunded_at,
+        keys=(),
+        order=OrderInfo(
+            external_id=order_id,
+            placed_at=refunded_at,
+            refunds=_refunds([payload], shop_currency),
+        ),
+    )
+
+
+def _refunds(refunds: Any, shop_currency: str) -> tuple[tuple[str, int], ...]:
+    """(refund id, minor units) for each refund: the sum of its successful refund
+    transactions, in each transaction's currency (the shop's, when it does not say)."""
+    if refunds is None:
+        return ()
+    if not isinstance(refunds, list):
+        raise Unapplicable("refunds: expected a list")
+    found = []
+    for index, refund in enumerate(refunds):
+        refund_id = f.text(refund, "id") if isinstance(refund, dict) else None
+        if refund_id is None:
+            raise Unapplicable(f"refunds.{index}.id: missing value")
+        transactions = refund.get("transactions") or []
+        if not isinstance(transactions, list):
+            raise Unapplicable(f"refunds.{index}.transactions: expected a list")
+        total = 0
+        for number, tx in enumerate(transactions):
+            if not isinstance(tx, dict):
+                raise Unapplicable(f"refunds.{index}.transactions.{number}: expected an object")
+            if f.text(tx, "kind") != "refund" or f.text(tx, "status") not in (None, "success"):
+                continue
+            code = f.currency(f.text(tx, "currency"), shop_currency)
+            where = f"refunds.{index}.transactions.{number}.amount"
+            total += f.minor(tx.get("amount"), code, where) or 0
+        found.append((refund_id, total))
+    return tuple(found)

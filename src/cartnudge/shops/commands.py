@@ -133,6 +133,13 @@ def shop_set(
             "last activity (default 180d)."
         ),
     ] = None,
+    test_orders_close_carts: Annotated[
+        str | None,
+        typer.Option(
+            help="yes or no: whether a test order (Shopify test: true) closes a cart and "
+            "stops its reminders as a real one would (default no)."
+        ),
+    ] = None,
 ) -> None:
     """Change how the shop's reminders are sent and how long its data is kept; print the
     shop. Sends held for want of a sender identity go out on the next pass once it is
@@ -153,6 +160,11 @@ def shop_set(
                 keep[column] = parse_duration(value)
             except DurationError as exc:
                 fail(f"{KEEP_OPTIONS[column]}: {exc}")
+    test_orders = None
+    if test_orders_close_carts is not None:
+        test_orders = {"yes": True, "no": False}.get(test_orders_close_carts.strip().lower())
+        if test_orders is None:
+            fail(f"--test-orders-close-carts: {test_orders_close_carts!r} is not yes or no")
     rt = runtime()
     try:
         with writing(rt.engine) as conn:
@@ -165,6 +177,7 @@ def shop_set(
                 mail_url=mail,
                 locale=locale,
                 keep=keep,
+                test_orders_close_carts=test_orders,
             )
     except ShopError as exc:
         fail(str(exc))

@@ -39,6 +39,7 @@ class ShopRecord:
     keep_payloads_s: int = 7 * 86400
     keep_decisions_s: int = 30 * 86400
     keep_closed_pii_s: int = 180 * 86400
+    test_orders_close_carts: bool = False
 
     @property
     def sender(self) -> str | None:
@@ -70,6 +71,7 @@ class ShopRecord:
             keep_payloads_s=row.keep_payloads_s,
             keep_decisions_s=row.keep_decisions_s,
             keep_closed_pii_s=row.keep_closed_pii_s,
+            test_orders_close_carts=bool(row.test_orders_close_carts),
         )
 
 

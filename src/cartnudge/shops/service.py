@@ -122,20 +122,25 @@ def set_shop(
     mail_url: str | None = None,
     locale: str | None = None,
     keep: dict[str, timedelta] | None = None,
+    test_orders_close_carts: bool | None = None,
     actor: str = "owner:cli",
 ) -> ShopRecord:
     """Change how a shop's reminders are sent (who they come from, the postal address
     they carry, the mail route, the fallback locale) and how long its data is kept
-    (``keep``, by column name). Only the given settings change. Sends held for want of a
+    (``keep``, by column name), and whether test orders close carts. Only the given
+    settings change. Sends held for want of a
     sender identity become due at once when it is complete."""
     repo = ShopRepository(conn)
     shop = repo.by_slug(slug)
     if shop is None:
         raise ShopError(f"no shop {slug!r}")
     changes = {**_identity(sender, postal_address, mail_url, locale), **_retention(keep or {})}
+    if test_orders_close_carts is not None:
+        changes["test_orders_close_carts"] = test_orders_close_carts
     if not changes:
         raise ShopError(
-            "nothing to change: give --sender, --address, --mail, --locale or a --keep-… option"
+            "nothing to change: give --sender, --address, --mail, --locale, "
+            "--test-orders-close-carts or a --keep-… option"
         )
     before = {k: getattr(shop, k) for k in changes}
     repo.update(shop.id, changes)
@@ -257,6 +262,7 @@ def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) ->
         "currency": shop.currency,
         "activated_at": shop.activated_at.isoformat(),
         "order_match_window": format_duration(timedelta(seconds=shop.order_match_window_s)),
+        "test_orders_close_carts": shop.test_orders_close_carts,
         "sending": {
             "sender": shop.sender,
             "postal_address": shop.postal_address,
