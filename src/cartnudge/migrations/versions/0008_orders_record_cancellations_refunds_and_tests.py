@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import cartnudge.db.types
+from cartnudge.db.types import Json, UtcDateTime
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -26,27 +26,27 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("orders", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("cancelled_at", cartnudge.db.types.UtcDateTime(), nullable=True)
-        )
-        batch_op.add_column(sa.Column("financial_status", sa.String(length=32), nullable=True))
-        batch_op.add_column(
-            sa.Column("placed_live", sa.Boolean(), server_default=sa.true(), nullable=False)
-        )
-        batch_op.add_column(
-            sa.Column("test", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
-        batch_op.add_column(sa.Column("refunds", cartnudge.db.types.Json, nullable=True))
-        batch_op.add_column(
-            sa.Column("refunded_minor", sa.BigInteger(), server_default="0", nullable=False)
-        )
-    with op.batch_alter_table("shops", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "test_orders_close_carts", sa.Boolean(), server_default=sa.false(), nullable=False
-            )
-        )
+    # Columns are added in place (ALTER TABLE … ADD COLUMN), never by batch mode's copy of
+    # the table: on SQLite, dropping the old shops table would delete every row of every
+    # shop with it.
+    op.add_column("orders", sa.Column("cancelled_at", UtcDateTime(), nullable=True))
+    op.add_column("orders", sa.Column("financial_status", sa.String(length=32), nullable=True))
+    op.add_column(
+        "orders", sa.Column("placed_live", sa.Boolean(), server_default=sa.true(), nullable=False)
+    )
+    op.add_column(
+        "orders", sa.Column("test", sa.Boolean(), server_default=sa.false(), nullable=False)
+    )
+    op.add_column("orders", sa.Column("refunds", Json, nullable=True))
+    op.add_column(
+        "orders", sa.Column("refunded_minor", sa.BigInteger(), server_default="0", nullable=False)
+    )
+    op.add_column(
+        "shops",
+        sa.Column(
+            "test_orders_close_carts", sa.Boolean(), server_default=sa.false(), nullable=False
+        ),
+    )
 
 
 def downgrade() -> None:
