@@ -7,6 +7,7 @@ import random
 from datetime import datetime
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
 
@@ -246,19 +247,39 @@ def test_no_consent_is_skipped_under_require_opt_in(
     assert send.status != SendStatus.SENT
 
 
-def test_awkward_addresses_are_skipped_or_sent_in_their_wire_form(
+def test_international_addresses_are_sent_in_their_wire_form(
     client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
 ) -> None:
-    addresses = {"c1": "a,b@example.com", "c2": "zoë@example.com", "c3": "ana@müller.example"}
+    addresses = {"c2": "zoë@example.com", "c3": "ana@müller.example"}
     for cart_id, address in addresses.items():
         post(client, sender_shop, cart_id=cart_id, email=address)
     report = run(T0 + 2 * H)
-    assert (report["sent"], report["skipped"], report["failed"]) == (1, 2, 0)
-    by_status = sorted((s.status, s.reason) for s in sends(engine))
-    assert by_status == [
-        ("sent", None),
-        ("skipped", "no usable email address"),
-        ("skipped", "no usable email address"),
+    assert (report["sent"], report["skipped"], report["failed"]) == (2, 0, 0)
+    assert sorted(str(m["To"]) for m in run.emails()) == [
+        "ana@xn--mller-kva.example",
+        "zoë@example.com",
     ]
-    [message] = run.emails()
-    assert message["To"] == "ana@xn--mller-kva.example"
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_a_non_ascii_local_part_goes_out_where_the_server_offers_smtputf8(
+    client: TestClient, engine: Engine, make_shop: ShopFactory, run: Pass, offered: bool
+) -> None:
+    with SmtpSink(smtputf8=offered) as sink:
+        shop = make_shop(
+            sender=SENDER, postal_address=POSTAL_ADDRESS, mail_url=f"smtp://127.0.0.1:{sink.port}"
+        )
+        post(client, shop, cart_id="c1", email="zoë@müller.example")
+        report = run(T0 + 2 * H)
+        [send] = sends(engine)
+        if offered:
+            assert report["sent"] == 1 and send.status == "sent"
+            [got] = sink.wait_for(1, timeout_s=10)
+            assert got.rcpt_tos == ("zoë@xn--mller-kva.example",)
+            assert "To: zoë@xn--mller-kva.example\r\n".encode() in got.data
+        else:
+            # Refused for good, with the reason, and never retried.
+            assert report["failed"] == 1 and send.status == "failed"
+            assert "SMTPUTF8" in send.reason
+            assert sink.received == []
+            assert run(T0 + 3 * H)["claimed"] == 0

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from cartnudge.addresses import AddressError, mailbox
+
 
 class EventKind(StrEnum):
     CART_UPDATED = "cart_updated"  # items or contact changed; the shopper is active
@@ -116,8 +118,11 @@ def order_version(placed_at: datetime, source: str, order_id: str) -> str:
 
 
 def email_key(email: str | None) -> str | None:
-    """The form an email is matched on: trimmed, lower case; ``None`` if not an address."""
+    """The form an email is matched on: normalised, lower case; ``None`` unless it is one
+    usable mailbox (``a@x.com, b@y.com`` is not)."""
     if not email:
         return None
-    key = email.strip().lower()
-    return key if "@" in key else None
+    try:
+        return mailbox(email).key
+    except AddressError:
+        return None
