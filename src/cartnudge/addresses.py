@@ -9,11 +9,13 @@ address; it needs a mail server that offers SMTPUTF8, which the provider checks 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
+_QUOTED = re.compile(r"'[^']{2,}'")
 MAX_ADDRESS = 320  # the column's width, and more than RFC 5321 allows (254)
 
 
@@ -51,7 +53,10 @@ def mailbox(text: str) -> Mailbox:
             allow_display_name=False,
         )
     except EmailNotValidError as exc:
-        raise AddressError(f"not one email address: {exc}") from exc
+        # The reason is kept on the cart and shown to the owner: it may name a character,
+        # never a quoted piece of the address (an IDNA error quotes the label it tripped on).
+        reason = _QUOTED.sub("'…'", str(exc))
+        raise AddressError(f"not one email address: {reason}") from exc
     local = valid.local_part
     wire = f"{local}@{valid.ascii_domain}"
     return Mailbox(address=valid.normalized, wire=wire, international=not local.isascii())

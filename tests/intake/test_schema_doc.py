@@ -19,7 +19,8 @@ def test_schema_names_the_documented_fields() -> None:
     fields = set(storefront_json_schema()["properties"])  # type: ignore[call-overload]
     assert fields == {
         "event_id", "type", "cart_id", "occurred_at", "email", "first_name", "locale",
-        "timezone", "currency", "total", "items", "return_url", "accepts_marketing", "order_id",
+        "timezone", "currency", "total", "discount", "items", "return_url", "accepts_marketing",
+        "order_id",
     }  # fmt: skip
 
 

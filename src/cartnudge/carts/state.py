@@ -27,7 +27,7 @@ STATUS_RANK = {
 # Fields that change together, each group under one version.
 GROUPS: dict[str, tuple[str, ...]] = {
     "basket": ("items", "currency", "total_minor"),
-    "email": ("email",),
+    "email": ("email", "address_problem"),
     "first_name": ("first_name",),
     "locale": ("locale",),
     "timezone": ("timezone",),
@@ -46,6 +46,7 @@ class CartState:
     currency: str | None = None
     total_minor: int | None = None
     email: str | None = None
+    address_problem: str | None = None  # why the source's address is not kept, if it is not
     first_name: str | None = None
     locale: str | None = None
     timezone: str | None = None
@@ -73,6 +74,7 @@ class CartState:
             "total_minor": self.total_minor,
             "email": self.email,
             "email_key": self.email_key,
+            "address_problem": self.address_problem,
             "first_name": self.first_name,
             "locale": self.locale,
             "timezone": self.timezone,
@@ -97,6 +99,7 @@ class CartState:
             currency=row.currency,
             total_minor=row.total_minor,
             email=row.email,
+            address_problem=row.address_problem,
             first_name=row.first_name,
             locale=row.locale,
             timezone=row.timezone,
@@ -121,7 +124,9 @@ def _event_values(event: CartEvent) -> dict[str, dict[str, Any]]:
             "currency": event.currency,
             "total_minor": event.total_minor,
         }
-    for name in ("email", "first_name", "locale", "timezone", "return_url"):
+    if event.email is not None or event.address_problem is not None:
+        groups["email"] = {"email": event.email, "address_problem": event.address_problem}
+    for name in ("first_name", "locale", "timezone", "return_url"):
         value = getattr(event, name)
         if value is not None:
             groups[name] = {name: value}

@@ -79,6 +79,9 @@ class CartEvent:
     currency: str | None = None
     total_minor: int | None = None
     email: str | None = None
+    # Why the address the source gave is not kept (it is not one mailbox); set with
+    # ``email=None``, so the cart says it has no usable address rather than an old one.
+    address_problem: str | None = None
     first_name: str | None = None
     locale: str | None = None
     timezone: str | None = None

@@ -126,10 +126,12 @@ def basket_total(items: tuple[Item, ...]) -> int | None:
 
 
 def first_word(name: str | None) -> str | None:
+    """The name's first word. Split at spaces and tabs only: a line break or other
+    control character stays in the word, for ``checks.vet`` to refuse."""
     if not name:
         return None
-    parts = name.split()
-    return parts[0] if parts else None
+    parts = name.replace("\t", " ").split(" ")
+    return next((part for part in parts if part), None)
 
 
 def time_zone(value: str | None) -> str | None:

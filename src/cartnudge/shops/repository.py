@@ -39,6 +39,8 @@ class ShopRecord:
     keep_payloads_s: int = 7 * 86400
     keep_decisions_s: int = 30 * 86400
     keep_closed_pii_s: int = 180 * 86400
+    return_domains: tuple[str, ...] | None = None  # None: the owner has not listed them
+    cart_url: str | None = None
 
     @property
     def sender(self) -> str | None:
@@ -70,6 +72,8 @@ class ShopRecord:
             keep_payloads_s=row.keep_payloads_s,
             keep_decisions_s=row.keep_decisions_s,
             keep_closed_pii_s=row.keep_closed_pii_s,
+            return_domains=(tuple(row.return_domains) if row.return_domains is not None else None),
+            cart_url=row.cart_url,
         )
 
 
