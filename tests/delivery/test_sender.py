@@ -4,8 +4,10 @@ does, and what an interrupted delivery leaves behind."""
 from __future__ import annotations
 
 import random
+import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,7 +24,7 @@ from cartnudge.delivery.sender import (
     _deliver,
     claim_batch,
 )
-from cartnudge.intake.examples import storefront_event
+from cartnudge.intake.examples import shopify_checkout, storefront_event
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import set_shop
 from cartnudge.testing.smtp import SmtpSink
@@ -30,7 +32,7 @@ from cartnudge.timing.waiter import wake_due
 from cartnudge.tracking.service import unsubscribe
 from tests.conftest import POSTAL_ADDRESS, SENDER, T0, ShopFactory
 from tests.delivery.helpers import LINKS, H, Pass, post, sends, sends_t
-from tests.intake.helpers import post_storefront
+from tests.intake.helpers import post_shopify, post_storefront
 
 
 def test_a_due_reminder_is_composed_delivered_and_recorded(
@@ -283,3 +285,38 @@ def test_a_non_ascii_local_part_goes_out_where_the_server_offers_smtputf8(
             assert "SMTPUTF8" in send.reason
             assert sink.received == []
             assert run(T0 + 3 * H)["claimed"] == 0
+
+
+def test_a_cart_that_came_with_bad_data_is_emailed_with_sound_figures_and_a_working_link(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    checkout = shopify_checkout(token="t1", cart_token="ct1", updated_at=T0)
+    checkout.update(
+        abandoned_checkout_url="javascript:alert(5)",
+        total_price="0.01",
+        currency="EUR",
+        presentment_currency="EUR",
+        line_items=[
+            {"title": "Teapot", "quantity": 3, "price": "100.00"},
+            {"title": "Spoon", "quantity": 0, "price": "5.00"},
+        ],
+    )
+    response = post_shopify(client, sender_shop, "checkouts/create", checkout, "wh-1")
+    assert response.status_code == 200 and response.json()["status"] == "applied"
+
+    assert run(T0 + 2 * H)["sent"] == 1
+    [message] = run.emails()
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "€300.00" in text and "0.01" not in text
+    assert "Teapot × 3" in text and "Spoon" not in text
+    # The refused link gave way to the shop's cart page: the button is there and lands on it.
+    click = re.search(r"http://testserver(/c/[A-Za-z0-9_-]+)", text)
+    assert click is not None
+    landed = client.get(click[1], follow_redirects=False)
+    assert landed.status_code == 302
+    target = urlsplit(landed.headers["location"])
+    assert (target.scheme, target.netloc, target.path) == (
+        "https",
+        sender_shop.shopify_domain,
+        "/cart",
+    )
