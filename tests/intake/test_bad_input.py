@@ -18,9 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
 from cartnudge.app import create_app
 from cartnudge.carts.queries import show_cart
+from cartnudge.cli import app
 from cartnudge.clock import FrozenClock
 from cartnudge.config import MAX_BODY_BYTES, Settings
 from cartnudge.db.engine import make_engine
@@ -687,3 +689,65 @@ def test_a_refused_storefront_event_says_why(
     assert response.status_code == 422
     assert "items.0.quantity" in response.json()["reason"]
     assert carts(engine, shop.id) == []
+
+
+def _shop_cli(engine: Engine, *args: str) -> Any:
+    url = engine.url.render_as_string(hide_password=False)
+    env = {"CARTNUDGE_DATABASE_URL": url, "CARTNUDGE_PUBLIC_URL": "https://carts.example"}
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def test_shop_set_lists_the_domains_and_cart_url_and_shows_them(
+    engine: Engine, shop: ShopRecord
+) -> None:
+    result = _shop_cli(
+        engine,
+        *("shop", "set", shop.slug, "--domains", "Shop.Example, shöp.example,"),
+        *("--cart-url", "https://www.shop.example/cart"),
+    )
+    assert result.exit_code == 0, result.output
+    links = json.loads(result.output)["return_links"]
+    assert links == {
+        "domains": ["shop.example", "xn--shp-tna.example"],
+        "cart_url": "https://www.shop.example/cart",
+        "fallback": "https://www.shop.example/cart",
+    }
+    cleared = _shop_cli(engine, "shop", "set", shop.slug, "--domains", "", "--cart-url", "")
+    assert json.loads(cleared.output)["return_links"] == {
+        "domains": None,
+        "cart_url": None,
+        "fallback": f"https://{shop.shopify_domain}/cart",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--domains", "shop example"], "--domains: 'shop example' is not a domain name"),
+        (["--domains", "a..b"], "is not a domain name"),
+        (["--cart-url", "javascript:alert(5)"], "--cart-url: the cart URL is not an http(s) link"),
+        (
+            ["--domains", "shop.example", "--cart-url", "https://evil.example/cart"],
+            "is not on the shop's domains",
+        ),
+    ],
+)
+def test_shop_set_refuses_a_bad_domain_or_cart_url_and_changes_nothing(
+    engine: Engine, shop: ShopRecord, args: list[str], error: str
+) -> None:
+    result = _shop_cli(engine, "shop", "set", shop.slug, *args)
+    assert result.exit_code != 0
+    assert error in result.output
+    shown = json.loads(_shop_cli(engine, "shop", "list").output)
+    assert shown[0]["return_links"]["domains"] is None
+    assert shown[0]["return_links"]["cart_url"] is None
+
+
+def test_shop_set_domains_refuses_to_strand_the_cart_url(engine: Engine, shop: ShopRecord) -> None:
+    assert (
+        _shop_cli(engine, "shop", "set", shop.slug, "--cart-url", "https://a.example/c").exit_code
+        == 0
+    )
+    result = _shop_cli(engine, "shop", "set", shop.slug, "--domains", "b.example")
+    assert result.exit_code != 0
+    assert "--domains: the cart URL is not on the shop's domains" in result.output
