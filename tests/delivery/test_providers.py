@@ -157,6 +157,21 @@ def test_an_international_address_goes_out_with_smtputf8(sink: SmtpSink, connect
     assert sink.received[0].rcpt_tos == ("jörg@beispiel.example",)
 
 
+def test_an_international_address_fails_for_good_where_smtputf8_is_not_offered(
+    connect: Connect,
+) -> None:
+    with SmtpSink(smtputf8=False) as sink:
+        provider = connect(f"smtp://{sink.host}:{sink.port}")
+
+        outcome = deliver(provider, to="jörg@beispiel.example")
+
+        assert isinstance(outcome, Failed) and not outcome.bounce
+        assert "SMTPUTF8" in outcome.reason
+        assert sink.received == []
+        # The connection stays good for the next, ASCII, address.
+        assert isinstance(deliver(provider, 2), Delivered)
+
+
 def test_a_starttls_route_refuses_a_server_that_does_not_offer_it(
     sink: SmtpSink, connect: Connect
 ) -> None:

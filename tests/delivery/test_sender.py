@@ -4,9 +4,12 @@ does, and what an interrupted delivery leaves behind."""
 from __future__ import annotations
 
 import random
+import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
 
@@ -21,7 +24,7 @@ from cartnudge.delivery.sender import (
     _deliver,
     claim_batch,
 )
-from cartnudge.intake.examples import storefront_event
+from cartnudge.intake.examples import shopify_checkout, storefront_event
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import set_shop
 from cartnudge.testing.smtp import SmtpSink
@@ -29,7 +32,7 @@ from cartnudge.timing.waiter import wake_due
 from cartnudge.tracking.service import unsubscribe
 from tests.conftest import POSTAL_ADDRESS, SENDER, T0, ShopFactory
 from tests.delivery.helpers import LINKS, H, Pass, post, sends, sends_t
-from tests.intake.helpers import post_storefront
+from tests.intake.helpers import post_shopify, post_storefront
 
 
 def test_a_due_reminder_is_composed_delivered_and_recorded(
@@ -246,19 +249,74 @@ def test_no_consent_is_skipped_under_require_opt_in(
     assert send.status != SendStatus.SENT
 
 
-def test_awkward_addresses_are_skipped_or_sent_in_their_wire_form(
+def test_international_addresses_are_sent_in_their_wire_form(
     client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
 ) -> None:
-    addresses = {"c1": "a,b@example.com", "c2": "zoë@example.com", "c3": "ana@müller.example"}
+    addresses = {"c2": "zoë@example.com", "c3": "ana@müller.example"}
     for cart_id, address in addresses.items():
         post(client, sender_shop, cart_id=cart_id, email=address)
     report = run(T0 + 2 * H)
-    assert (report["sent"], report["skipped"], report["failed"]) == (1, 2, 0)
-    by_status = sorted((s.status, s.reason) for s in sends(engine))
-    assert by_status == [
-        ("sent", None),
-        ("skipped", "no usable email address"),
-        ("skipped", "no usable email address"),
+    assert (report["sent"], report["skipped"], report["failed"]) == (2, 0, 0)
+    assert sorted(str(m["To"]) for m in run.emails()) == [
+        "ana@xn--mller-kva.example",
+        "zoë@example.com",
     ]
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_a_non_ascii_local_part_goes_out_where_the_server_offers_smtputf8(
+    client: TestClient, engine: Engine, make_shop: ShopFactory, run: Pass, offered: bool
+) -> None:
+    with SmtpSink(smtputf8=offered) as sink:
+        shop = make_shop(
+            sender=SENDER, postal_address=POSTAL_ADDRESS, mail_url=f"smtp://127.0.0.1:{sink.port}"
+        )
+        post(client, shop, cart_id="c1", email="zoë@müller.example")
+        report = run(T0 + 2 * H)
+        [send] = sends(engine)
+        if offered:
+            assert report["sent"] == 1 and send.status == "sent"
+            [got] = sink.wait_for(1, timeout_s=10)
+            assert got.rcpt_tos == ("zoë@xn--mller-kva.example",)
+            assert "To: zoë@xn--mller-kva.example\r\n".encode() in got.data
+        else:
+            # Refused for good, with the reason, and never retried.
+            assert report["failed"] == 1 and send.status == "failed"
+            assert "SMTPUTF8" in send.reason
+            assert sink.received == []
+            assert run(T0 + 3 * H)["claimed"] == 0
+
+
+def test_a_cart_that_came_with_bad_data_is_emailed_with_sound_figures_and_a_working_link(
+    client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass
+) -> None:
+    checkout = shopify_checkout(token="t1", cart_token="ct1", updated_at=T0)
+    checkout.update(
+        abandoned_checkout_url="javascript:alert(5)",
+        total_price="0.01",
+        currency="EUR",
+        presentment_currency="EUR",
+        line_items=[
+            {"title": "Teapot", "quantity": 3, "price": "100.00"},
+            {"title": "Spoon", "quantity": 0, "price": "5.00"},
+        ],
+    )
+    response = post_shopify(client, sender_shop, "checkouts/create", checkout, "wh-1")
+    assert response.status_code == 200 and response.json()["status"] == "applied"
+
+    assert run(T0 + 2 * H)["sent"] == 1
     [message] = run.emails()
-    assert message["To"] == "ana@xn--mller-kva.example"
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "€300.00" in text and "0.01" not in text
+    assert "Teapot: 3 × €100.00 = €300.00" in text and "Spoon" not in text
+    # The refused link gave way to the shop's cart page: the button is there and lands on it.
+    click = re.search(r"http://testserver(/c/[A-Za-z0-9_-]+)", text)
+    assert click is not None
+    landed = client.get(click[1], follow_redirects=False)
+    assert landed.status_code == 302
+    target = urlsplit(landed.headers["location"])
+    assert (target.scheme, target.netloc, target.path) == (
+        "https",
+        sender_shop.shopify_domain,
+        "/cart",
+    )

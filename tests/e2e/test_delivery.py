@@ -97,7 +97,8 @@ def test_events_then_ticks_deliver_by_smtp_and_the_links_work(
     # Ben's cart at 19:30: his reminder is decided at 21:30, in quiet hours, so it waits
     # for 08:00; he buys at 22:00, between the decision and the delivery.
     ben = storefront_event(cart_id="ben", occurred_at=DAY + timedelta(hours=19, minutes=30))
-    ben["email"], ben["first_name"] = "ben@example.com", "Ben\r\nBcc: victim@example.com"
+    # (A name with a line break would be refused at intake: tests/intake/test_bad_input.py.)
+    ben["email"], ben["first_name"] = "ben@example.com", "Ben Bcc: victim@example.com"
     post_event(base, shop, ben)
 
     assert tick(env, DAY + timedelta(hours=11))["sender"]["sent"] == 0

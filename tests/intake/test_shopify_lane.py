@@ -289,14 +289,14 @@ def test_a_checkout_keeps_the_parts_of_its_total(
     assert cart.total_minor == 40994
 
 
-def test_the_rest_checkout_resource_names_its_parts_differently() -> None:
+def test_the_rest_checkout_resource_names_its_parts_differently(shop: ShopRecord) -> None:
     # ``shipping_line`` and ``applied_discount`` instead of ``shipping_lines`` and
     # ``total_discounts``; ``subtotal_price`` is net of the discount.
     payload = load_fixture("shopify/rest/checkout.json")["checkout"]
     payload.update(applied_discount={"amount": "10.00"}, subtotal_price="388.00")
     del payload["total_line_items_price"]
 
-    event = shopify.parse("checkouts/update", "wh-1", payload, shop_currency="USD", triggered_at=T0)
+    event = shopify.parse("checkouts/update", "wh-1", payload, shop=shop, triggered_at=T0)
 
     assert isinstance(event, CartEvent)
     assert (event.subtotal_minor, event.discount_minor) == (39800, 1000)

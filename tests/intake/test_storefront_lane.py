@@ -111,14 +111,16 @@ def test_order_placed_marks_the_cart_bought_and_later_updates_do_not_reopen_it(
 def test_hostile_strings_are_stored_verbatim_as_data(
     client: TestClient, engine: Engine, shop: ShopRecord
 ) -> None:
+    # Markup is data; control characters (a header break) are refused: tests/intake/
+    # test_bad_input.py.
     event = storefront_event(cart_id="c-1", occurred_at=T0)
-    event["first_name"] = "Eve\r\nBcc: everyone@example.com"
+    event["first_name"] = "Eve <b>Bcc: everyone@example.com</b>"
     event["items"][0]["title"] = '<img src=x onerror="alert(1)">'  # type: ignore[index]
 
     assert post_storefront(client, shop, event).status_code == 200
 
     [cart] = carts(engine, shop.id)
-    assert cart.first_name == "Eve\r\nBcc: everyone@example.com"
+    assert cart.first_name == "Eve <b>Bcc: everyone@example.com</b>"
     assert cart.items[0]["title"] == '<img src=x onerror="alert(1)">'
 
 

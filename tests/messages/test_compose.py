@@ -238,7 +238,9 @@ def test_a_long_non_ascii_subject_round_trips() -> None:
         ("first_name", "=?utf-8?q?Ana=0D=0ABcc:_victim@example.com?="),
         ("shop_name", "Tea House\r\nBcc: victim@example.com"),
         ("shop_name", "=?utf-8?b?VGVhDQpCY2M6IHZpY3RpbUBleGFtcGxlLmNvbQ==?="),
-        ("sender", "=?utf-8?q?Tea=0D=0ABcc:_victim@example.com?= <hello@tea.example>"),
+        # Quoted, so the address is the shop's: unquoted, parseaddr reads the encoded word
+        # itself as the address, which is no mailbox and is refused before composing.
+        ("sender", '"=?utf-8?q?Tea=0D=0ABcc:_victim@example.com?=" <hello@tea.example>'),
     ],
 )
 def test_nothing_a_shopper_or_store_typed_can_add_a_header(field: str, value: str) -> None:

@@ -33,6 +33,7 @@ def cart_view(row: Any) -> dict[str, Any]:
         "total_minor": row.total_minor,
         "items": row.items,
         "email": row.email,
+        "address_problem": row.address_problem,
         "first_name": row.first_name,
         "locale": row.locale,
         "timezone": row.timezone,

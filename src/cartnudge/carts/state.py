@@ -41,7 +41,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "shipping_minor",
         "tax_minor",
     ),
-    "email": ("email",),
+    "email": ("email", "address_problem"),
     "first_name": ("first_name",),
     "locale": ("locale",),
     "timezone": ("timezone",),
@@ -64,6 +64,7 @@ class CartState:
     shipping_minor: int | None = None
     tax_minor: int | None = None
     email: str | None = None
+    address_problem: str | None = None  # why the source's address is not kept, if it is not
     first_name: str | None = None
     locale: str | None = None
     timezone: str | None = None
@@ -96,6 +97,7 @@ class CartState:
             "tax_minor": self.tax_minor,
             "email": self.email,
             "email_key": self.email_key,
+            "address_problem": self.address_problem,
             "first_name": self.first_name,
             "locale": self.locale,
             "timezone": self.timezone,
@@ -125,6 +127,7 @@ class CartState:
             shipping_minor=row.shipping_minor,
             tax_minor=row.tax_minor,
             email=row.email,
+            address_problem=row.address_problem,
             first_name=row.first_name,
             locale=row.locale,
             timezone=row.timezone,
@@ -155,7 +158,9 @@ def _event_values(event: CartEvent) -> dict[str, dict[str, Any]]:
             "shipping_minor": event.shipping_minor,
             "tax_minor": event.tax_minor,
         }
-    for name in ("email", "first_name", "locale", "timezone", "return_url"):
+    if event.email is not None or event.address_problem is not None:
+        groups["email"] = {"email": event.email, "address_problem": event.address_problem}
+    for name in ("first_name", "locale", "timezone", "return_url"):
         value = getattr(event, name)
         if value is not None:
             groups[name] = {name: value}

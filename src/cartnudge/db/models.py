@@ -101,6 +101,11 @@ class Shop(Base):
     keep_closed_pii_s: Mapped[int] = mapped_column(
         BigInteger, default=180 * 86400, server_default=str(180 * 86400)
     )
+    # The host names a cart's return link may point to (each with its subdomains); None
+    # until the owner sets them. The cart URL is the link an email gets when a cart's own
+    # is refused.
+    return_domains: Mapped[list[str] | None] = mapped_column(Json)
+    cart_url: Mapped[str | None] = mapped_column(Text)
 
 
 class InboxEvent(Base):
@@ -165,6 +170,8 @@ class Cart(Base):
     tax_minor: Mapped[int | None] = mapped_column(BigInteger)
     email: Mapped[str | None] = mapped_column(String(320))
     email_key: Mapped[str | None] = mapped_column(String(320))
+    # Why the address the source gave is not used (not one mailbox), without the address.
+    address_problem: Mapped[str | None] = mapped_column(Text)
     first_name: Mapped[str | None] = mapped_column(String(200))
     locale: Mapped[str | None] = mapped_column(String(35))
     timezone: Mapped[str | None] = mapped_column(String(64))

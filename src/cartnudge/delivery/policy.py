@@ -8,18 +8,14 @@ which defer a send to the next allowed minute in the shopper's time zone, never 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from cartnudge.addresses import mailbox, usable
 from cartnudge.db.models import CartStatus
 from cartnudge.timing.rules import ConsentPolicy, QuietHours, Rules
 
-# Nothing that would need quoting in a header (a comma, angle brackets, …): such an
-# address is skipped as unusable rather than guessed at.
-_ATOM = r"[^@\s<>,;:\"()\[\]\\]+"
-_ADDRESS = re.compile(rf"^{_ATOM}@{_ATOM}\.{_ATOM}$")
 MINUTE = timedelta(minutes=1)
 DST_MARGIN = timedelta(hours=3)  # more than any DST shift in the time zone database
 
@@ -59,22 +55,15 @@ Verdict = Go | Skip | Defer
 
 
 def usable_address(email: str | None) -> bool:
-    """An address we can write in a header as it is. A non-ASCII local part would need a
-    server that speaks SMTPUTF8, so it is refused; a non-ASCII domain is sent as IDNA."""
-    if email is None or len(email) > 320 or _ADDRESS.match(email) is None:
-        return False
-    local, _, domain = email.rpartition("@")
-    try:
-        domain.encode("idna")
-    except UnicodeError:
-        return False
-    return local.isascii()
+    """One mailbox we can write in a header as it is (``cartnudge.addresses``). A non-ASCII
+    local part is usable: it goes out where the mail server offers SMTPUTF8, and fails for
+    good where it does not (the provider says so)."""
+    return usable(email)
 
 
 def wire_address(email: str) -> str:
     """A usable address as it goes on the wire: a non-ASCII domain in its IDNA form."""
-    local, _, domain = email.rpartition("@")
-    return email if domain.isascii() else f"{local}@{domain.encode('idna').decode('ascii')}"
+    return mailbox(email).wire
 
 
 def consent_basis(r: Recipient, policy: ConsentPolicy) -> str | None:

@@ -26,6 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
 
 from cartnudge.clock import parse_instant
+from cartnudge.intake import checks
 from cartnudge.intake import fields as f
 from cartnudge.intake.backfill import apply_all
 from cartnudge.intake.events import CartEvent, EventKind, Item, KeyKind, OrderInfo, Unapplicable
@@ -205,10 +206,13 @@ def parse_row(payload: Any, external_id: str, shop: ShopRecord) -> CartEvent:
         if len(values) != len(header):
             raise Unapplicable(f"expected {len(header)} columns, found {len(values)}")
         row = _Row([str(h) for h in header], [str(v) for v in values])
+        # Held to the webhooks' rules; a bad locale or link is ignored, as from a platform.
         if payload.get("format") == Format.STRIPE:
-            return _stripe_event(row, external_id)
+            links = checks.Links.of(shop, *checks.STRIPE_HOSTS)
+            return checks.vet(_stripe_event(row, external_id), links, strict=False)
         if payload.get("format") == Format.CARTNUDGE:
-            return _our_event(row, external_id, shop)
+            event, discount = _our_event(row, external_id, shop)
+            return checks.vet(event, checks.Links.of(shop), strict=False, discount_minor=discount)
         raise Unapplicable(f"unknown CSV format {payload.get('format')!r}")
     except Unapplicable as exc:
         raise Unapplicable(f"line {line}: {exc}") from exc
@@ -300,7 +304,8 @@ def _non_negative(amount: int | None, column: str) -> int | None:
     return amount
 
 
-def _our_event(row: _Row, external_id: str, shop: ShopRecord) -> CartEvent:
+def _our_event(row: _Row, external_id: str, shop: ShopRecord) -> tuple[CartEvent, int | None]:
+    """The row's event and the discount it states, if any."""
     cart_id = row.required("cart_id")
     occurred = row.required("occurred_at")
     try:
@@ -316,6 +321,7 @@ def _our_event(row: _Row, external_id: str, shop: ShopRecord) -> CartEvent:
     timezone = f.time_zone(row.text("timezone"))
     items = _items(row.text("items"), code)
     total = _non_negative(f.minor(row.text("total"), code, "total"), "total")
+    discount = _non_negative(f.minor(row.text("discount"), code, "discount"), "discount")
     if total is None and items is not None:
         total = f.basket_total(items)
     marketing = _flag(row.text("accepts_marketing"))
@@ -346,8 +352,8 @@ def _our_event(row: _Row, external_id: str, shop: ShopRecord) -> CartEvent:
             currency=code,
             platform=STOREFRONT,
         )
-        return CartEvent(kind=EventKind.ORDER_PLACED, currency=code, order=order, **common)
-    return CartEvent(
+        return CartEvent(kind=EventKind.ORDER_PLACED, currency=code, order=order, **common), None
+    event = CartEvent(
         kind=EventKind.CART_UPDATED,
         items=items,
         currency=code,
@@ -355,6 +361,7 @@ def _our_event(row: _Row, external_id: str, shop: ShopRecord) -> CartEvent:
         **f.total_parts({name: row.text(name) for name in f.TOTAL_PARTS}, code),
         **common,
     )
+    return event, discount
 
 
 def _items(raw: str | None, code: str | None) -> tuple[Item, ...] | None:

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypedDict
 
+from cartnudge.addresses import AddressError, mailbox
+
 
 class EventKind(StrEnum):
     CART_UPDATED = "cart_updated"  # items or contact changed; the shopper is active
@@ -101,6 +103,9 @@ class CartEvent:
     shipping_minor: int | None = None
     tax_minor: int | None = None
     email: str | None = None
+    # Why the address the source gave is not kept (it is not one mailbox); set with
+    # ``email=None``, so the cart says it has no usable address rather than an old one.
+    address_problem: str | None = None
     first_name: str | None = None
     locale: str | None = None
     timezone: str | None = None
@@ -140,8 +145,11 @@ def order_version(placed_at: datetime, source: str, order_id: str) -> str:
 
 
 def email_key(email: str | None) -> str | None:
-    """The form an email is matched on: trimmed, lower case; ``None`` if not an address."""
+    """The form an email is matched on: normalised, lower case; ``None`` unless it is one
+    usable mailbox (``a@x.com, b@y.com`` is not)."""
     if not email:
         return None
-    key = email.strip().lower()
-    return key if "@" in key else None
+    try:
+        return mailbox(email).key
+    except AddressError:
+        return None

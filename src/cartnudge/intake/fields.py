@@ -145,10 +145,12 @@ def total_parts(amounts: dict[str, Any], code: str | None) -> TotalParts:
 
 
 def first_word(name: str | None) -> str | None:
+    """The name's first word. Split at spaces and tabs only: a line break or other
+    control character stays in the word, for ``checks.vet`` to refuse."""
     if not name:
         return None
-    parts = name.split()
-    return parts[0] if parts else None
+    parts = name.replace("\t", " ").split(" ")
+    return next((part for part in parts if part), None)
 
 
 def time_zone(value: str | None) -> str | None:

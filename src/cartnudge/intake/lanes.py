@@ -23,13 +23,11 @@ def parse_payload(
     """The canonical event, or the ``Unapplicable`` reason it cannot be one."""
     try:
         if source == shopify.SOURCE:
-            return shopify.parse(
-                topic, external_id, payload, shop_currency=shop.currency, triggered_at=triggered_at
-            )
+            return shopify.parse(topic, external_id, payload, shop=shop, triggered_at=triggered_at)
         if source == stripe_checkout.SOURCE:
-            return stripe_checkout.parse(payload)
+            return stripe_checkout.parse(payload, shop)
         if source == storefront.SOURCE:
-            return storefront.parse(external_id, payload, shop_currency=shop.currency)
+            return storefront.parse(external_id, payload, shop=shop)
         if source == csv_import.SOURCE:
             return csv_import.parse_row(payload, external_id, shop)
     except Unapplicable as exc:

@@ -107,7 +107,7 @@ def deliveries(shop: ShopRecord, sessions: list[dict[str, Any]], now: datetime) 
         body = orjson.dumps(event, default=_wire).decode()
         try:
             # Parse the kept body, not the SDK's objects, so ``events replay`` agrees.
-            parsed: CartEvent | Unapplicable = stripe_checkout.parse(orjson.loads(body))
+            parsed: CartEvent | Unapplicable = stripe_checkout.parse(orjson.loads(body), shop)
         except Unapplicable as exc:
             parsed = exc
         out.append(Delivery(shop, SOURCE, event["id"][:255], event["type"], body, parsed, now))

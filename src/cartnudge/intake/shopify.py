@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cartnudge.intake import checks
 from cartnudge.intake import fields as f
 from cartnudge.intake.events import (
     CartEvent,
@@ -20,6 +21,7 @@ from cartnudge.intake.events import (
     TotalParts,
     Unapplicable,
 )
+from cartnudge.shops.repository import ShopRecord
 
 SOURCE = "shopify"
 CHECKOUT_TOPICS = frozenset({"checkouts/create", "checkouts/update"})
@@ -49,9 +51,22 @@ def parse(
     delivery_id: str,
     payload: Any,
     *,
-    shop_currency: str,
+    shop: ShopRecord,
     triggered_at: datetime,
 ) -> CartEvent | ComplianceRequest:
+    """The event, held to ``checks.vet``: what Shopify sends cannot be fixed at the source,
+    so a bad locale or return link is ignored rather than refused."""
+    parsed = _parse(topic, delivery_id, payload, shop.currency, triggered_at)
+    if isinstance(parsed, ComplianceRequest):
+        return parsed
+    event, discount = parsed
+    return checks.vet(event, checks.Links.of(shop), strict=False, discount_minor=discount)
+
+
+def _parse(
+    topic: str, delivery_id: str, payload: Any, shop_currency: str, triggered_at: datetime
+) -> tuple[CartEvent, int | None] | ComplianceRequest:
+    """The event and the discount its source states, if any."""
     if topic not in TOPICS:
         raise Unapplicable(f"unsupported Shopify topic {topic!r}")
     if not isinstance(payload, dict):
@@ -61,7 +76,7 @@ def parse(
     if topic in CHECKOUT_TOPICS:
         return _checkout(topic, delivery_id, payload, shop_currency)
     if topic == "checkouts/delete":
-        return CartEvent(
+        deleted = CartEvent(
             source=SOURCE,
             external_id=delivery_id,
             topic=topic,
@@ -69,11 +84,12 @@ def parse(
             occurred_at=f.instant(payload, "updated_at") or triggered_at,
             keys=_checkout_keys(payload),
         )
+        return deleted, None
     if topic in CART_TOPICS:
-        return _cart(topic, delivery_id, payload, shop_currency)
+        return _cart(topic, delivery_id, payload, shop_currency), None
     if topic == REFUND_TOPIC:
-        return _refund(topic, delivery_id, payload, shop_currency)
-    return _order(topic, delivery_id, payload, shop_currency)
+        return _refund(topic, delivery_id, payload, shop_currency), None
+    return _order(topic, delivery_id, payload, shop_currency), None
 
 
 def _checkout_keys(payload: dict[str, Any]) -> tuple[tuple[KeyKind, str], ...]:
@@ -103,10 +119,11 @@ def _email(payload: dict[str, Any]) -> str | None:
 
 def _checkout(
     topic: str, delivery_id: str, payload: dict[str, Any], shop_currency: str
-) -> CartEvent:
+) -> tuple[CartEvent, int | None]:
     code = f.currency(f.text(payload, "presentment_currency", "currency"), shop_currency)
     completed = f.instant(payload, "completed_at")
-    return CartEvent(
+    discount = f.minor(payload.get("total_discounts"), code, "total_discounts")
+    event = CartEvent(
         source=SOURCE,
         external_id=delivery_id,
         topic=topic,
@@ -124,6 +141,7 @@ def _checkout(
         consent_source=CONSENT_SOURCE,
         return_url=f.text(payload, "abandoned_checkout_url"),
     )
+    return event, discount
 
 
 def _total_parts(payload: dict[str, Any], code: str | None) -> TotalParts:

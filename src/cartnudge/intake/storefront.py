@@ -7,9 +7,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cartnudge.intake import checks
 from cartnudge.intake import fields as f
 from cartnudge.intake.events import CartEvent, EventKind, Item, KeyKind, OrderInfo, Unapplicable
 from cartnudge.intake.schemas import StorefrontEvent, StorefrontEventType, StorefrontItem
+from cartnudge.shops.repository import ShopRecord
 
 SOURCE = "storefront"
 CONSENT_SOURCE = "storefront:accepts_marketing"
@@ -45,15 +47,17 @@ def to_items(items: Sequence[StorefrontItem], code: str | None) -> tuple[Item, .
     )
 
 
-def parse(delivery_id: str, payload: Any, *, shop_currency: str) -> CartEvent:
+def parse(delivery_id: str, payload: Any, *, shop: ShopRecord) -> CartEvent:
+    """The event, held to ``checks.vet`` strictly: the store sending it can fix it."""
     try:
         event = StorefrontEvent.model_validate(payload)
     except ValidationError as exc:
         raise Unapplicable(describe(exc)) from exc
-    code = f.currency(event.currency, shop_currency)
+    code = f.currency(event.currency, shop.currency)
     f.time_zone(event.timezone)
     items = to_items(event.items, code) if event.items is not None else None
     total = f.minor(event.total, code, "total")
+    discount = f.minor(event.discount, code, "discount")
     if total is None and items is not None:
         total = f.basket_total(items)
     order = None
@@ -66,7 +70,7 @@ def parse(delivery_id: str, payload: Any, *, shop_currency: str) -> CartEvent:
             total_minor=total,
             currency=code,
         )
-    return CartEvent(
+    parsed = CartEvent(
         source=SOURCE,
         external_id=delivery_id,
         topic=event.type.value,
@@ -86,3 +90,4 @@ def parse(delivery_id: str, payload: Any, *, shop_currency: str) -> CartEvent:
         return_url=event.return_url,
         order=order,
     )
+    return checks.vet(parsed, checks.Links.of(shop), strict=True, discount_minor=discount)

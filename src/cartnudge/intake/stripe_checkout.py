@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cartnudge.intake import checks
 from cartnudge.intake import fields as f
 from cartnudge.intake.events import (
     CartEvent,
@@ -18,6 +19,7 @@ from cartnudge.intake.events import (
     TotalParts,
     Unapplicable,
 )
+from cartnudge.shops.repository import ShopRecord
 
 SOURCE = "stripe"
 EXPIRED = "checkout.session.expired"
@@ -31,7 +33,16 @@ def event_id(payload: Any) -> str:
     return str(f.text(payload, "id"))
 
 
-def parse(payload: Any) -> CartEvent:
+def parse(payload: Any, shop: ShopRecord) -> CartEvent:
+    """The event, held to ``checks.vet`` (not strictly: Stripe's payload cannot be fixed at
+    the source). A recovery link may point to Stripe's own checkout pages."""
+    event, discount = _parse(payload)
+    links = checks.Links.of(shop, *checks.STRIPE_HOSTS)
+    return checks.vet(event, links, strict=False, discount_minor=discount)
+
+
+def _parse(payload: Any) -> tuple[CartEvent, int | None]:
+    """The event and the discount the session states, if any."""
     external_id = event_id(payload)
     kind = f.text(payload, "type")
     if kind is None:
@@ -54,8 +65,9 @@ def parse(payload: Any) -> CartEvent:
         "email": email,
         "first_name": f.first_word(f.text(details, "name")),
     }
+    discount = _amount(f.obj(session, "total_details").get("amount_discount"))
     if kind == EXPIRED:
-        return CartEvent(
+        expired = CartEvent(
             kind=EventKind.CHECKOUT_STARTED,
             keys=((KeyKind.STRIPE_SESSION, session_id),),
             activity_at=f.instant(session, "created"),
@@ -69,10 +81,11 @@ def parse(payload: Any) -> CartEvent:
             return_url=_recovery_url(session),
             **common,
         )
+        return expired, discount
     keys = [(KeyKind.STRIPE_SESSION, session_id)]
     if recovered_from := f.text(session, "recovered_from"):
         keys.append((KeyKind.STRIPE_SESSION, recovered_from))
-    return CartEvent(
+    paid = CartEvent(
         kind=EventKind.ORDER_PLACED,
         keys=tuple(keys),
         order=OrderInfo(
@@ -83,6 +96,7 @@ def parse(payload: Any) -> CartEvent:
         ),
         **common,
     )
+    return paid, discount
 
 
 def _amount(value: Any) -> int | None:

@@ -73,7 +73,8 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class Composed:
-    raw: bytes  # the email as it goes on the wire: 7-bit, CRLF line ends
+    raw: bytes  # the email as it goes on the wire: CRLF line ends, 7-bit but for an
+    # international (SMTPUTF8) address, which its headers carry in UTF-8
     subject: str
     variant: str  # "first" | "last" | "saved"
 
@@ -329,7 +330,8 @@ def _wire(draft: Draft, subject: str, text: str, html: str) -> bytes:
             CRLF.join(encoded.splitlines()),
         ]
     out += [f"--{boundary}--", ""]
-    return CRLF.join(out).encode("ascii")
+    # 7-bit, but for an international address in a header (sent only with SMTPUTF8).
+    return CRLF.join(out).encode("utf-8")
 
 
 def _encoded(text: str) -> str:
@@ -352,4 +354,9 @@ def _address(value: str) -> str:
         raise ValueError(f"not an email address: {value!r}")
     addr = wire_address(addr)
     display = _header_text(str(make_header(decode_header(name)))) if name else ""
+    if not addr.isascii():
+        # An international address (RFC 6532) goes in UTF-8 as it is: it is only ever
+        # sent with SMTPUTF8. ``formataddr`` refuses such an address, so it quotes or
+        # encodes the name around a stand-in, and the address takes the stand-in's place.
+        return formataddr((display, "@"), charset="utf-8")[:-3] + f"<{addr}>" if display else addr
     return formataddr((display, addr), charset="utf-8")

@@ -126,6 +126,20 @@ def shop_set(
         str | None,
         typer.Option(help="Keep the facts each decision read this long (default 30d)."),
     ] = None,
+    domains: Annotated[
+        str | None,
+        typer.Option(
+            help="The shop's domains, comma-separated (each with its subdomains): carts' "
+            "return links must point there. An empty value accepts any host again."
+        ),
+    ] = None,
+    cart_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The shop's cart page: the link an email gets when a cart's own return link "
+            "is refused. An empty value clears it."
+        ),
+    ] = None,
     keep_closed_pii: Annotated[
         str | None,
         typer.Option(
@@ -178,6 +192,8 @@ def shop_set(
                 locale=locale,
                 keep=keep,
                 test_orders_close_carts=test_orders,
+                domains=domains,
+                cart_url=cart_url,
             )
     except ShopError as exc:
         fail(str(exc))

@@ -40,6 +40,8 @@ class ShopRecord:
     keep_decisions_s: int = 30 * 86400
     keep_closed_pii_s: int = 180 * 86400
     test_orders_close_carts: bool = False
+    return_domains: tuple[str, ...] | None = None  # None: the owner has not listed them
+    cart_url: str | None = None
 
     @property
     def sender(self) -> str | None:
@@ -72,6 +74,8 @@ class ShopRecord:
             keep_decisions_s=row.keep_decisions_s,
             keep_closed_pii_s=row.keep_closed_pii_s,
             test_orders_close_carts=bool(row.test_orders_close_carts),
+            return_domains=(tuple(row.return_domains) if row.return_domains is not None else None),
+            cart_url=row.cart_url,
         )
 
 

@@ -18,6 +18,7 @@ from cartnudge.delivery.policy import usable_address
 from cartnudge.delivery.providers import MailRouteError, parse_mail_url
 from cartnudge.delivery.repository import SenderRepository
 from cartnudge.durations import format_duration
+from cartnudge.intake.checks import cart_url_of, domain_name, link_problem
 from cartnudge.money import MoneyError, normalize_currency
 from cartnudge.shops.repository import ShopRecord, ShopRepository
 
@@ -123,24 +124,32 @@ def set_shop(
     locale: str | None = None,
     keep: dict[str, timedelta] | None = None,
     test_orders_close_carts: bool | None = None,
+    domains: str | None = None,
+    cart_url: str | None = None,
     actor: str = "owner:cli",
 ) -> ShopRecord:
     """Change how a shop's reminders are sent (who they come from, the postal address
     they carry, the mail route, the fallback locale) and how long its data is kept
-    (``keep``, by column name), and whether test orders close carts. Only the given
-    settings change. Sends held for want of a
+    (``keep``, by column name), whether test orders close carts, and where carts' return
+    links may point (``domains``, a comma-separated list; ``cart_url``, the link used when
+    a cart's own is refused; an empty value clears either). Only the given settings
+    change. Sends held for want of a
     sender identity become due at once when it is complete."""
     repo = ShopRepository(conn)
     shop = repo.by_slug(slug)
     if shop is None:
         raise ShopError(f"no shop {slug!r}")
-    changes = {**_identity(sender, postal_address, mail_url, locale), **_retention(keep or {})}
+    changes = {
+        **_identity(sender, postal_address, mail_url, locale),
+        **_retention(keep or {}),
+        **_links(shop, domains, cart_url),
+    }
     if test_orders_close_carts is not None:
         changes["test_orders_close_carts"] = test_orders_close_carts
     if not changes:
         raise ShopError(
-            "nothing to change: give --sender, --address, --mail, --locale, "
-            "--test-orders-close-carts or a --keep-… option"
+            "nothing to change: give --sender, --address, --mail, --locale, --domains, "
+            "--cart-url, --test-orders-close-carts or a --keep-… option"
         )
     before = {k: getattr(shop, k) for k in changes}
     repo.update(shop.id, changes)
@@ -235,6 +244,29 @@ def rotate_storefront_secret(conn: Connection, slug: str, *, finish: bool) -> Sh
     return updated
 
 
+def _links(shop: ShopRecord, domains: str | None, cart_url: str | None) -> dict[str, Any]:
+    """The return-link settings given, validated: each domain a host name, the cart URL
+    an http(s) link on the domains the shop will have."""
+    values: dict[str, Any] = {}
+    listed = shop.return_domains
+    if domains is not None:
+        names = [part for part in domains.split(",") if part.strip()]
+        try:
+            listed = tuple(dict.fromkeys(domain_name(name) for name in names)) or None
+        except ValueError as exc:
+            raise ShopError(f"--domains: {exc}") from exc
+        values["return_domains"] = list(listed) if listed is not None else None
+    own = (shop.shopify_domain,) if shop.shopify_domain else ()
+    hosts = (*listed, *own) if listed is not None else None
+    url = shop.cart_url if cart_url is None else (cart_url.strip() or None)
+    if url is not None and (problem := link_problem(url, hosts)):
+        option = "--cart-url" if cart_url is not None else "--domains"
+        raise ShopError(f"{option}: the cart URL {problem}")
+    if cart_url is not None:
+        values["cart_url"] = url
+    return values
+
+
 def _retention(keep: dict[str, timedelta]) -> dict[str, int]:
     changes = {}
     for column, value in keep.items():
@@ -269,6 +301,12 @@ def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) ->
             "mail": parse_mail_url(shop.mail_url).redacted(),
             "locale": shop.locale,
             "ready": shop.sender is not None and bool(shop.postal_address),
+        },
+        "return_links": {
+            # None: any http(s) host is accepted until the owner lists the shop's domains.
+            "domains": list(shop.return_domains) if shop.return_domains is not None else None,
+            "cart_url": shop.cart_url,
+            "fallback": cart_url_of(shop),
         },
         "retention": {
             "raw_payloads": format_duration(timedelta(seconds=shop.keep_payloads_s)),

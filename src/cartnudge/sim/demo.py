@@ -233,7 +233,7 @@ def _ingest(
             p["event_id"],
             p["type"],
             json.dumps(p),
-            storefront.parse(p["event_id"], p, shop_currency=shop.currency),
+            storefront.parse(p["event_id"], p, shop=shop),
             now,
         )
         for p in payloads

@@ -57,6 +57,7 @@ class SmtpSink:
     ``implicit_tls``, wraps every connection in TLS from the first byte (``smtps://``).
     ``auth=(user, password)`` requires that login before MAIL FROM; AUTH is offered only
     over TLS unless ``auth_require_tls=False`` (a relay on this machine).
+    ``smtputf8=False`` stops offering SMTPUTF8, as many relays do not.
     Faults (``fail_next``, ``drop_next``, ``stall_next``) apply to the next transactions that
     reach their stage, in the order they were set up.
     """
@@ -69,6 +70,7 @@ class SmtpSink:
         implicit_tls: bool = False,
         auth: tuple[str, str] | None = None,
         auth_require_tls: bool = True,
+        smtputf8: bool = True,
     ) -> None:
         if implicit_tls and tls_context is None:
             raise ValueError("implicit TLS needs a tls_context")
@@ -87,6 +89,7 @@ class SmtpSink:
         smtp_options: dict[str, Any] = {
             "tls_context": None if implicit_tls else tls_context,
             "require_starttls": require_starttls,
+            "enable_SMTPUTF8": smtputf8,
         }
         if auth is not None:
             smtp_options["authenticator"] = self._authenticate

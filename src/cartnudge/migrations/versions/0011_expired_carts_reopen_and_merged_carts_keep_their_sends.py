@@ -1,7 +1,7 @@
 """expired carts reopen; merged carts keep every send
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010
 Create Date: 2026-12-07
 
 A cart the waiter gives up on is now ``expired`` (it was ``closed``, like a cart deleted at
