@@ -103,6 +103,24 @@ def wipe(engine: Engine) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty, unmigrated database of its own on each engine, for migrating step by
+    step."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+        yield engine
+        engine.dispose()
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    with server.database("fresh") as url:
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """A migrated, empty database; every test using it runs on both engines."""
     engine: Engine = request.getfixturevalue(f"{request.param}_engine")

@@ -4,43 +4,21 @@ or click is lost, up or down."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import Engine
 
-from cartnudge.db.engine import make_engine
 from cartnudge.db.migrate import alembic_config, upgrade
 from cartnudge.db.session import reading, writing
 from cartnudge.db.types import Json, UtcDateTime
-from cartnudge.testing.postgres import PostgresServer
 from tests.conftest import T0
 
 GIVEN_UP = T0 + timedelta(days=3)
 NO_PURCHASE = "no purchase after 2 reminder(s)"
 DELETED = "deleted at the source (checkouts/delete)"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty database of its own, for migrating step by step."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
-        yield engine
-        engine.dispose()
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    with server.database("fresh") as url:
-        engine = make_engine(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
 
 
 def table(name: str, *columns: tuple[str, Any]) -> sa.TableClause:

@@ -26,7 +26,6 @@ from typer.testing import CliRunner
 from cartnudge.cli import app
 from cartnudge.clock import system_clock
 from cartnudge.config import Settings
-from cartnudge.db.engine import make_engine
 from cartnudge.db.migrate import alembic_config, upgrade
 from cartnudge.db.session import reading, writing
 from cartnudge.db.types import Json, UtcDateTime
@@ -40,7 +39,6 @@ from cartnudge.privacy.keys import (
 )
 from cartnudge.shops.repository import ShopRecord, ShopRepository
 from cartnudge.shops.service import rotate_storefront_secret
-from cartnudge.testing.postgres import PostgresServer
 from tests.conftest import DATA_KEY, SHOPIFY_SECRET, STRIPE_SECRET, T0, ShopFactory
 from tests.intake.helpers import post
 
@@ -370,23 +368,6 @@ def test_rotate_help_gives_the_procedure() -> None:
 
 
 # -- the migration ----------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty database of its own, for migrating step by step."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
-        yield engine
-        engine.dispose()
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    with server.database("fresh") as url:
-        engine = make_engine(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-
-
 def test_migration_seals_the_secrets_stored_in_clear_and_the_downgrade_opens_them(
     fresh_engine: Engine,
 ) -> None:
