@@ -434,13 +434,19 @@ def _the_cart(engine: Engine, shop: ShopRecord) -> Any:
     return cart
 
 
-@pytest.mark.parametrize("lane", VET_LANES)
-@pytest.mark.parametrize("bad", ["Al\x00ex", "Al\x1bex", "Al\x85ex", "Alex\r\nBcc: x@y.example"])
+# A CSV file with a NUL is refused whole as binary, before any row is read (test_csv_import).
+CONTROL_CASES = [
+    (lane, bad)
+    for lane in VET_LANES
+    for bad in ("Al\x00ex", "Al\x1bex", "Al\x85ex", "Alex\r\nBcc: x@y.example")
+    if not (lane == "csv" and "\x00" in bad)
+]
+
+
+@pytest.mark.parametrize(("lane", "bad"), CONTROL_CASES)
 def test_a_control_character_in_text_is_refused_and_stores_no_cart(
     client: TestClient, engine: Engine, shop: ShopRecord, lane: str, bad: str
 ) -> None:
-    if lane == "csv" and "\x00" in bad:
-        pytest.skip("a CSV file with a NUL is refused whole as binary (test_csv_import)")
     payload = _base(lane)
     _set(lane, payload, "first_name", bad)
 
