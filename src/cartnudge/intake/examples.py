@@ -94,6 +94,12 @@ def shopify_checkout(
         "presentment_currency": "USD",
         "customer_locale": "en-US",
         "buyer_accepts_marketing": True,
+        # The parts of the total, as Shopify states them: 398.00 of lines, 11.94 of tax.
+        "total_line_items_price": "398.00",
+        "subtotal_price": "398.00",
+        "total_discounts": "0.00",
+        "shipping_lines": [],
+        "total_tax": "11.94",
         "total_price": "409.94",
         "abandoned_checkout_url": f"https://demo.myshopify.com/checkouts/{token}/recover",
         "line_items": [
