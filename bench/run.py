@@ -35,7 +35,6 @@ from bench.ingest import (
     summarize,
 )
 from cartnudge.db.engine import make_engine
-from cartnudge.timing.waiter import BATCH as WAKE_BATCH
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_HTTP_EVENTS_S = 3000.0  # the issue: ≥ 3,000 events/s through HTTP on SQLite
@@ -300,7 +299,7 @@ def measure_reminders(
                 f"waiter{suffix}", opts.runs, lambda _i: waiter.decide_figure(url(), sizes.due)
             )
             figures[f"waiter{suffix}"] = value_figure(
-                runs, "carts_per_s", "carts/s", due=sizes.due, batch=WAKE_BATCH
+                runs, "carts_per_s", "carts/s", due=sizes.due, turn=runs[-1]["turn"]
             )
         if f"sweep{suffix}" in selected:
             sizes_ = (sizes.sweep_open, sizes.million) if suffix else (sizes.sweep_open,)
@@ -488,7 +487,7 @@ def reminder_rows(figures: dict[str, Any]) -> list[str]:
         if fig:
             note = (
                 f"{fig['due']:,} due carts decided and their reminders queued, "
-                f"{fig['batch']} a batch"
+                f"{fig.get('turn') or str(fig.get('batch')) + ' a batch'}"
             )
             rows.append(_value_row(fig, f"Waiter: decided and enqueued, {db}", note))
     if fig := figures.get("compose"):

@@ -18,6 +18,7 @@ from cartnudge.db.engine import make_engine
 from cartnudge.db.migrate import upgrade
 from cartnudge.db.models import Send, table_of
 from cartnudge.db.session import reading, writing
+from cartnudge.db.turns import turn_size_for
 from cartnudge.shops.service import add_shop
 from cartnudge.testing.carts import insert_open_carts
 from cartnudge.timing.waiter import wake_due
@@ -38,15 +39,17 @@ def fill(engine: Engine, due: int, waiting: int) -> None:
     insert_open_carts(engine, shop.id, waiting, active_at=T0, wake_at=T0 + timedelta(days=3))
 
 
-def decide_figure(url: str, due: int) -> dict[str, Any]:
-    """``wake_due`` on ``due`` due carts (batches of ``cartnudge.timing.waiter.BATCH``, a
-    transaction each); verified when every cart got exactly one queued send."""
+def decide_figure(url: str, due: int, limit: int | None = None) -> dict[str, Any]:
+    """``wake_due`` on ``due`` due carts, a transaction a turn: ``limit`` carts a turn if
+    given, else as many as fit the loops' turn target (``TurnSize``, as ``serve`` runs it);
+    verified when every cart got exactly one queued send."""
     engine = make_engine(url)
     try:
         upgrade(engine)
         fill(engine, due, 0)
+        turns = turn_size_for(engine)
         started = time.perf_counter()
-        report = wake_due(engine, DUE_AT)
+        report = wake_due(engine, DUE_AT, limit=limit, turns=turns)
         elapsed = time.perf_counter() - started
         with reading(engine) as conn:
             queued = conn.execute(select(func.count()).select_from(table_of(Send))).scalar_one()
@@ -56,6 +59,11 @@ def decide_figure(url: str, due: int) -> dict[str, Any]:
         "due": due,
         "seconds": round(elapsed, 2),
         "carts_per_s": round(due / elapsed),
+        "turn": (
+            f"{limit} carts a turn"
+            if limit
+            else f"turns of {turns.target_s * 1000:.0f} ms ({turns.limit()} carts by the end)"
+        ),
         "verified": report.moves["reminders"] == due == queued,
     }
 

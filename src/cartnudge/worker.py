@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from cartnudge.clock import system_clock
 from cartnudge.config import Settings
-from cartnudge.db.turns import TurnSize
+from cartnudge.db.turns import turn_size_for
 from cartnudge.delivery.sender import Links, Providers, send_due
 from cartnudge.privacy.worker import PRIVACY_INTERVAL_S, files_of, run_privacy
 from cartnudge.timing.waiter import wake_due
@@ -42,8 +42,8 @@ class Loops:
         self.links = Links(settings.public_url, settings.signing_key)
         self.privacy_files = files_of(settings)
         # Each loop keeps what it learnt of its turn's size from one pass to the next.
-        self.waiter_turns = TurnSize()
-        self.sender_turns = TurnSize()
+        self.waiter_turns = turn_size_for(engine)
+        self.sender_turns = turn_size_for(engine)
         self._privacy_due = 0.0  # monotonic time of the next privacy run; the first is at once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

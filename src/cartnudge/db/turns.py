@@ -4,17 +4,22 @@ Every writer on a SQLite file waits while one holds the write lock, so a loop's 
 long as a webhook may wait behind it. A count tuned on one host (100 carts, 50 sends) is too
 long on a slower host or with heavier carts and needlessly short on a faster one. Instead
 each loop measures how long its last turns took per item and sizes the next to last about
-``TURN_TARGET_S``. On PostgreSQL, which has no single write lock, the same bound keeps each
-transaction short (its row locks and its snapshot).
+``TURN_TARGET_S``. PostgreSQL has no single write lock, and each transaction there costs
+round trips, so its turns are longer (``PG_TURN_TARGET_S``): still bounded, so row locks and
+snapshots are held briefly, but long enough that the round trips do not dominate (at 20 ms
+the waiter lost 15-20 % of its carts a second there; bench/README.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy import Engine
+
 # A turn this long keeps ack p99 under 50 ms at 1,000 webhooks/s while the loops work (a
 # 20-25 ms turn measured 30-44 ms p99 under the soak; 60-90 ms turns gave 130-160 ms).
 TURN_TARGET_S = 0.020
+PG_TURN_TARGET_S = 0.100
 SMOOTHING = 0.3  # weight of the newest turn in the running cost per item
 
 
@@ -55,3 +60,8 @@ class TurnSize:
             self.per_item_s = cost
         else:
             self.per_item_s += SMOOTHING * (cost - self.per_item_s)
+
+
+def turn_size_for(engine: Engine) -> TurnSize:
+    """A fresh ``TurnSize`` with the target that suits the engine's locking."""
+    return TurnSize(target_s=TURN_TARGET_S if engine.dialect.name == "sqlite" else PG_TURN_TARGET_S)

@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cartnudge.db.models import CartStatus, ConsentKind, SendStatus
 from cartnudge.db.session import each_statement, writing
-from cartnudge.db.turns import TurnSize
+from cartnudge.db.turns import TurnSize, turn_size_for
 from cartnudge.delivery.policy import (
     MAX_ATTEMPTS,
     Defer,
@@ -224,7 +224,7 @@ def send_due(
     """Batches until no send is due; each batch claimed, delivered and recorded. A claim
     takes ``limit`` sends if given, else as many as ``turns`` says fit its target time."""
     rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
-    turns = turns or TurnSize()
+    turns = turns or turn_size_for(engine)
     total = SendReport()
     while True:
         size = limit or turns.limit()

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine
 from cartnudge.carts.repository import CartRepository
 from cartnudge.db.models import CartStatus, SendStatus
 from cartnudge.db.session import writing
-from cartnudge.db.turns import TurnSize
+from cartnudge.db.turns import TurnSize, turn_size_for
 from cartnudge.timing.policy import CartClock, GiveUp, Leave, Remind, Wait, decide, next_due
 from cartnudge.timing.repository import WaiterRepository
 from cartnudge.timing.service import rules_of
@@ -119,7 +119,7 @@ def wake_due(
     """Batches until no cart is due at ``now``; each batch its own transaction, of
     ``limit`` carts if given, else sized by ``turns`` to last about its target (a caller
     that keeps ``turns`` from pass to pass starts each pass at the size it learnt)."""
-    turns = turns or TurnSize()
+    turns = turns or turn_size_for(engine)
     total = WakeReport()
     while True:
         size = limit or turns.limit()
