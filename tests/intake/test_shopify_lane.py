@@ -12,8 +12,8 @@ from sqlalchemy import Engine, select
 
 from cartnudge.db.models import PrivacyRequest, table_of
 from cartnudge.db.session import reading, writing
+from cartnudge.events import CartEvent, Unapplicable
 from cartnudge.intake import shopify
-from cartnudge.intake.events import CartEvent, Unapplicable
 from cartnudge.intake.service import dead_letters, replay
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, load_fixture

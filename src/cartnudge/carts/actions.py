@@ -16,7 +16,7 @@ from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import STATUS_RANK
 from cartnudge.db.models import CartStatus
 from cartnudge.delivery.repository import SenderRepository
-from cartnudge.intake.events import version_of
+from cartnudge.events import version_of
 
 OWNER_STOPS = (CartStatus.SUPPRESSED, CartStatus.WRITTEN_OFF)
 

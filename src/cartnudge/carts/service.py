@@ -31,7 +31,7 @@ from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import CartState, fold, join, new_state
 from cartnudge.db.models import CartStatus, ConsentKind
 from cartnudge.delivery.repository import SenderRepository
-from cartnudge.intake.events import CartEvent, EventKind, email_key, version_of
+from cartnudge.events import CartEvent, EventKind, email_key, version_of
 from cartnudge.privacy.consent import entry as consent_entry
 from cartnudge.privacy.ledger_repository import LedgerRepository
 from cartnudge.shops.repository import ShopRecord

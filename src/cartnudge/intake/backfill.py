@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, select
 from cartnudge.db.models import Cart, CartStatus, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.db.turnstile import turnstile
-from cartnudge.intake.events import CartEvent
+from cartnudge.events import CartEvent
 from cartnudge.intake.service import Delivery, ingest_batch
 from cartnudge.shops.repository import ShopRecord
 

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from babel import Locale, UnknownLocaleError
 
 from cartnudge.addresses import AddressError, mailbox
-from cartnudge.intake.events import CartEvent, Item, Unapplicable
+from cartnudge.events import CartEvent, Item, Unapplicable
 from cartnudge.shops.repository import ShopRecord
 
 _LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -13,7 +13,7 @@ from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.service import apply_events
 from cartnudge.db.models import InboxEvent, InboxStatus, PrivacyRequest, RequestState, table_of
 from cartnudge.db.portable import insert_many_returning
-from cartnudge.intake.events import CartEvent, Unapplicable
+from cartnudge.events import CartEvent, Unapplicable
 from cartnudge.intake.shopify import ComplianceRequest
 from cartnudge.shops.repository import ShopRecord
 
