@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from sqlalchemy import Connection
 
+from cartnudge.addresses import usable
 from cartnudge.carts.repository import CartRepository
-from cartnudge.delivery.policy import usable_address
 from cartnudge.delivery.providers import MailRouteError, parse_mail_url
 from cartnudge.delivery.repository import SenderRepository
 from cartnudge.durations import format_duration
@@ -206,7 +206,7 @@ def parse_sender(text: str) -> tuple[str, str]:
     name, address = parseaddr(text)
     if not name.strip() or not address:
         raise ShopError(f"--sender {text!r}: expected 'Name <address>'")
-    if not usable_address(address) or len(name) > 200:
+    if not usable(address) or len(name) > 200:
         raise ShopError(f"--sender: {address!r} is not a usable email address")
     return name.strip(), address
 
