@@ -58,6 +58,10 @@ SERVES: dict[tuple[str, str], str] = {
     ("cartnudge.intake.service", "cartnudge.carts.service"): "apply_events",
     ("cartnudge.intake.service", "cartnudge.carts.repository"): "locks a shop's carts",
     ("cartnudge.intake.writer", "cartnudge.carts.service"): "applies the writer's batch",
+    # Applying events restarts each cart's wait: timing says when, from the shop's rules.
+    ("cartnudge.carts.service", "cartnudge.timing.policy"): "wake_at",
+    ("cartnudge.carts.service", "cartnudge.timing.rules"): "the Rules type",
+    ("cartnudge.carts.service", "cartnudge.timing.service"): "rules_of",
     # The process's counters: every stage counts into them.
     ("cartnudge.db.turnstile", "cartnudge.measurement.metrics"): "counts write turns",
     ("cartnudge.intake.endpoints", "cartnudge.measurement.metrics"): "counts deliveries",
@@ -77,12 +81,7 @@ SERVES: dict[tuple[str, str], str] = {
 TO_MEND: dict[tuple[str, str], str] = {
     ("cartnudge.carts.actions", "cartnudge.delivery.repository"): "a merge takes over sends",
     ("cartnudge.carts.service", "cartnudge.delivery.repository"): "a purchase cancels sends",
-    ("cartnudge.carts.service", "cartnudge.timing.policy"): "wake_at as events apply",
-    ("cartnudge.carts.service", "cartnudge.timing.rules"): "the shop's rules for wake_at",
-    ("cartnudge.carts.service", "cartnudge.timing.service"): "loads the shop's rules",
     ("cartnudge.db.types", "cartnudge.privacy.keys"): "sealed columns need the keyring",
-    ("cartnudge.shops.service", "cartnudge.carts.repository"): "audits a shop's change",
-    ("cartnudge.shops.versioned", "cartnudge.carts.repository"): "audits a document's change",
     ("cartnudge.shops.service", "cartnudge.delivery.providers"): "checks a mail route",
     ("cartnudge.shops.service", "cartnudge.delivery.repository"): "releases held sends",
     ("cartnudge.shops.service", "cartnudge.intake.checks"): "checks the cart URL",

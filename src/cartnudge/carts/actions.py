@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import STATUS_RANK
+from cartnudge.db.audit import write_audit
 from cartnudge.db.models import CartStatus
 from cartnudge.delivery.repository import SenderRepository
 from cartnudge.events import version_of
@@ -62,7 +63,8 @@ def stop_cart(
         now, f"cart {status.value} by the owner", cart_ids=[cart_id]
     )
     change = {"before": {"status": current.value}, "after": {"status": status.value}}
-    repo.audit_many(
+    write_audit(
+        repo.conn,
         [
             {
                 "shop_id": row.shop_id,
@@ -73,6 +75,6 @@ def stop_cart(
                 "reason": reason,
                 **change,
             }
-        ]
+        ],
     )
     return {"cart_id": cart_id, **change, "cancelled_sends": cancelled}

@@ -1,4 +1,5 @@
-"""Every SQL statement of the cart list: carts, their keys, orders and the audit log."""
+"""Every SQL statement of the cart list: carts, their keys and orders. (Audit rows are written
+through ``cartnudge.db.audit``, which every stage shares.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    insert,
     or_,
     select,
     update,
@@ -41,7 +41,6 @@ inbox = table_of(InboxEvent)
 
 # Built once, executed with parameter dicts (see cartnudge.db.portable).
 _UPDATE_CART = update(carts).where(carts.c.id == bindparam("_cart_id"))
-_INSERT_AUDIT = insert(audit)
 _NEAR_BY_EMAIL = select(carts.c.id).where(
     carts.c.shop_id == bindparam("shop_id"),
     carts.c.email_key == bindparam("email_key"),
@@ -223,10 +222,6 @@ class CartRepository:
             params = {"shop_id": shop_id, "email_keys": sorted(keys)}
             found += self.conn.execute(stmt, params).all()
         return found
-
-    def audit_many(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(_INSERT_AUDIT, rows)
 
     # -- carts -------------------------------------------------------------------------
     def get(self, shop_id: int | None, cart_id: int) -> Row[Any] | None:

@@ -14,7 +14,7 @@ from babel import Locale, UnknownLocaleError
 from sqlalchemy import Connection
 
 from cartnudge.addresses import usable
-from cartnudge.carts.repository import CartRepository
+from cartnudge.db.audit import write_audit
 from cartnudge.delivery.providers import MailRouteError, parse_mail_url
 from cartnudge.delivery.repository import SenderRepository
 from cartnudge.durations import format_duration
@@ -156,7 +156,8 @@ def set_shop(
     updated = repo.by_id(shop.id)
     assert updated is not None
     # Which settings changed, never their values: a sender or address can name a person.
-    CartRepository(conn).audit_many(
+    write_audit(
+        conn,
         [
             {
                 "shop_id": shop.id,
@@ -168,7 +169,7 @@ def set_shop(
                 "before": {"changed": sorted(k for k in changes if before[k] != changes[k])},
                 "after": None,
             }
-        ]
+        ],
     )
     if updated.sender is not None and updated.postal_address:
         SenderRepository(conn).release_held(shop.id, now)
