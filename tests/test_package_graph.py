@@ -28,6 +28,7 @@ ORDER: tuple[frozenset[str], ...] = tuple(
             "money",
             "clock",
             "config",
+            "keys",
             "durations",
             "yamldocs",
             "logs",
@@ -81,7 +82,6 @@ SERVES: dict[tuple[str, str], str] = {
 TO_MEND: dict[tuple[str, str], str] = {
     ("cartnudge.carts.actions", "cartnudge.delivery.repository"): "a merge takes over sends",
     ("cartnudge.carts.service", "cartnudge.delivery.repository"): "a purchase cancels sends",
-    ("cartnudge.db.types", "cartnudge.privacy.keys"): "sealed columns need the keyring",
     ("cartnudge.shops.service", "cartnudge.delivery.providers"): "checks a mail route",
     ("cartnudge.shops.service", "cartnudge.delivery.repository"): "releases held sends",
     ("cartnudge.shops.service", "cartnudge.intake.checks"): "checks the cart URL",

@@ -66,7 +66,7 @@ class Shop(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3))
     shopify_domain: Mapped[str | None] = mapped_column(String(255), unique=True)
-    # Secrets are sealed at rest with the data keys (cartnudge.privacy.keys).
+    # Secrets are sealed at rest with the data keys (cartnudge.keys).
     shopify_secret: Mapped[str | None] = mapped_column(Sealed())
     stripe_secret: Mapped[str | None] = mapped_column(Sealed())
     # Current secret first; a second one is accepted during a rotation.
