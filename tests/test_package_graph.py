@@ -84,7 +84,6 @@ TO_MEND: dict[tuple[str, str], str] = {
     ("cartnudge.carts.service", "cartnudge.delivery.repository"): "a purchase cancels sends",
     ("cartnudge.shops.service", "cartnudge.delivery.providers"): "checks a mail route",
     ("cartnudge.shops.service", "cartnudge.delivery.repository"): "releases held sends",
-    ("cartnudge.shops.service", "cartnudge.intake.checks"): "checks the cart URL",
 }
 
 

@@ -18,8 +18,8 @@ from cartnudge.db.audit import write_audit
 from cartnudge.delivery.providers import MailRouteError, parse_mail_url
 from cartnudge.delivery.repository import SenderRepository
 from cartnudge.durations import format_duration
-from cartnudge.intake.checks import cart_url_of, domain_name, link_problem
 from cartnudge.money import MoneyError, normalize_currency
+from cartnudge.shops.links import cart_url_of, domain_name, link_problem
 from cartnudge.shops.repository import ShopRecord, ShopRepository
 
 # An order that names no cart buys the same shopper's carts active this long before it.
