@@ -16,7 +16,7 @@ from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import STATUS_RANK
 from cartnudge.db.audit import write_audit
 from cartnudge.db.models import CartStatus
-from cartnudge.delivery.repository import SenderRepository
+from cartnudge.delivery.service import cancel_cart_sends
 from cartnudge.events import version_of
 
 OWNER_STOPS = (CartStatus.SUPPRESSED, CartStatus.WRITTEN_OFF)
@@ -59,9 +59,7 @@ def stop_cart(
         },
         now,
     )
-    cancelled = SenderRepository(conn).cancel_pending(
-        now, f"cart {status.value} by the owner", cart_ids=[cart_id]
-    )
+    cancelled = cancel_cart_sends(conn, cart_id, now, f"cart {status.value} by the owner")
     change = {"before": {"status": current.value}, "after": {"status": status.value}}
     write_audit(
         repo.conn,

@@ -235,7 +235,7 @@ class CartRepository:
 
     def absorb(self, shop_id: int, keep_id: int, gone_ids: Sequence[int]) -> None:
         """Point every key, event, audit row and order of ``gone_ids`` at ``keep_id``; drop
-        them. Their sends must have been taken over first (``SenderRepository.take_over``):
+        them. Their sends must have been taken over first (``delivery.service.hand_over_sends``):
         dropping a cart drops what still names it."""
         for table in (keys_t, inbox, audit, orders):
             self.conn.execute(

@@ -31,7 +31,7 @@ from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import CartState, fold, join, new_state
 from cartnudge.db.audit import write_audit
 from cartnudge.db.models import CartStatus, ConsentKind
-from cartnudge.delivery.repository import SenderRepository
+from cartnudge.delivery.service import hand_over_sends
 from cartnudge.events import CartEvent, EventKind, email_key, version_of
 from cartnudge.privacy.consent import entry as consent_entry
 from cartnudge.privacy.ledger_repository import LedgerRepository
@@ -260,7 +260,7 @@ class _Batch:
             self.updates.append({**values, "_cart_id": cart_id})
             if len(present) > 1:
                 gone = [row.id for row in present[1:]]
-                cancelled = SenderRepository(self.repo.conn).take_over(shop.id, cart_id, gone, now)
+                cancelled = hand_over_sends(self.repo.conn, shop.id, cart_id, gone, now)
                 self.repo.absorb(shop.id, cart_id, gone)
                 merged = _audit(
                     shop, now, actor, "merged", f"carts {gone} were this cart",

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from cartnudge.addresses import usable
 from cartnudge.db.audit import write_audit
 from cartnudge.delivery.providers import MailRouteError, parse_mail_url
-from cartnudge.delivery.repository import SenderRepository
+from cartnudge.delivery.service import release_held_sends
 from cartnudge.durations import format_duration
 from cartnudge.money import MoneyError, normalize_currency
 from cartnudge.shops.links import cart_url_of, domain_name, link_problem
@@ -172,7 +172,7 @@ def set_shop(
         ],
     )
     if updated.sender is not None and updated.postal_address:
-        SenderRepository(conn).release_held(shop.id, now)
+        release_held_sends(conn, shop.id, now)
     return updated
 
 
