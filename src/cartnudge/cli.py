@@ -287,7 +287,7 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:
         # A malformed, wrong or missing data key: one line saying so, not a traceback.
-        from cartnudge.privacy.keys import data_key_problem
+        from cartnudge.keys import data_key_problem
 
         problem = data_key_problem(exc)
         if problem is None:

@@ -167,7 +167,7 @@ def instant(text: str, option: str) -> datetime:
 
 def address_key(text: str) -> str:
     """The form an address is held under, or exit 2 if ``text`` is not an address."""
-    from cartnudge.intake.events import email_key
+    from cartnudge.events import email_key
 
     key = email_key(text)
     local, _, domain = (key or "").partition("@")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cartnudge.carts.state import CartState, fold, give_up, join, new_state
 from cartnudge.db.models import CartStatus
-from cartnudge.intake.events import CartEvent, EventKind, Item, KeyKind, OrderInfo
+from cartnudge.events import CartEvent, EventKind, Item, KeyKind, OrderInfo
 
 BASE = datetime(2026, 5, 1, tzinfo=UTC)
 KEYS = ((KeyKind.STOREFRONT_CART, "c1"),)

@@ -48,9 +48,9 @@ from cartnudge.clock import FrozenClock, parse_instant
 from cartnudge.config import Settings
 from cartnudge.db.models import Base, Cart, CartKey, InboxEvent, Order, table_of
 from cartnudge.db.session import reading
+from cartnudge.events import CartEvent, Unapplicable
 from cartnudge.intake import shopify, stripe_checkout
 from cartnudge.intake.endpoints import MAX_DELIVERY_ID, body_digest
-from cartnudge.intake.events import CartEvent, Unapplicable
 from cartnudge.intake.examples import storefront_event
 from cartnudge.intake.lanes import parse_payload
 from cartnudge.intake.signatures import sign_shopify, sign_standard, sign_stripe

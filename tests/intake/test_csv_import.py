@@ -19,7 +19,7 @@ from cartnudge.db.models import CartKey, Order, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.csv_import import Format, ImportRefused, import_csv, read_table
 from cartnudge.intake.examples import signed_storefront, signed_stripe, storefront_event
-from cartnudge.intake.service import dead_letters, replay
+from cartnudge.intake.replay import dead_letters, replay
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, ShopFactory
 from tests.intake.helpers import (

@@ -12,9 +12,9 @@ from sqlalchemy import Engine, select
 
 from cartnudge.db.models import PrivacyRequest, table_of
 from cartnudge.db.session import reading, writing
+from cartnudge.events import CartEvent, Unapplicable
 from cartnudge.intake import shopify
-from cartnudge.intake.events import CartEvent, Unapplicable
-from cartnudge.intake.service import dead_letters, replay
+from cartnudge.intake.replay import dead_letters, replay
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, load_fixture
 from tests.intake.helpers import carts, post_shopify, stored_counts

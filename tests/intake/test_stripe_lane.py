@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from cartnudge.db.session import reading
-from cartnudge.intake.service import dead_letters
+from cartnudge.intake.replay import dead_letters
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import load_fixture
 from tests.intake.helpers import carts, post_stripe, stored_counts

@@ -30,7 +30,7 @@ from cartnudge.db.migrate import alembic_config, upgrade
 from cartnudge.db.session import reading, writing
 from cartnudge.db.types import Json, UtcDateTime
 from cartnudge.intake.examples import example_request
-from cartnudge.privacy.keys import (
+from cartnudge.keys import (
     DataKeyError,
     WrongDataKey,
     load_keyring,

@@ -14,9 +14,10 @@ from sqlalchemy import Connection
 
 from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import STATUS_RANK
+from cartnudge.db.audit import write_audit
 from cartnudge.db.models import CartStatus
-from cartnudge.delivery.repository import SenderRepository
-from cartnudge.intake.events import version_of
+from cartnudge.delivery.service import cancel_cart_sends
+from cartnudge.events import version_of
 
 OWNER_STOPS = (CartStatus.SUPPRESSED, CartStatus.WRITTEN_OFF)
 
@@ -58,11 +59,10 @@ def stop_cart(
         },
         now,
     )
-    cancelled = SenderRepository(conn).cancel_pending(
-        now, f"cart {status.value} by the owner", cart_ids=[cart_id]
-    )
+    cancelled = cancel_cart_sends(conn, cart_id, now, f"cart {status.value} by the owner")
     change = {"before": {"status": current.value}, "after": {"status": status.value}}
-    repo.audit_many(
+    write_audit(
+        repo.conn,
         [
             {
                 "shop_id": row.shop_id,
@@ -73,6 +73,6 @@ def stop_cart(
                 "reason": reason,
                 **change,
             }
-        ]
+        ],
     )
     return {"cart_id": cart_id, **change, "cancelled_sends": cancelled}

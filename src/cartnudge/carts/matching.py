@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from cartnudge.carts.state import CartState
 from cartnudge.db.models import CartStatus
-from cartnudge.intake.events import order_version
+from cartnudge.events import order_version
 
 # Keys of ``CartState.versions`` that hold a match: the matched order's version, and the
 # cart's own status and reason under it (restored when the match moves away).

@@ -1,4 +1,5 @@
-"""Every SQL statement of the cart list: carts, their keys, orders and the audit log."""
+"""Every SQL statement of the cart list: carts, their keys and orders. (Audit rows are written
+through ``cartnudge.db.audit``, which every stage shares.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    insert,
     or_,
     select,
     update,
@@ -41,7 +41,6 @@ inbox = table_of(InboxEvent)
 
 # Built once, executed with parameter dicts (see cartnudge.db.portable).
 _UPDATE_CART = update(carts).where(carts.c.id == bindparam("_cart_id"))
-_INSERT_AUDIT = insert(audit)
 _NEAR_BY_EMAIL = select(carts.c.id).where(
     carts.c.shop_id == bindparam("shop_id"),
     carts.c.email_key == bindparam("email_key"),
@@ -224,10 +223,6 @@ class CartRepository:
             found += self.conn.execute(stmt, params).all()
         return found
 
-    def audit_many(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(_INSERT_AUDIT, rows)
-
     # -- carts -------------------------------------------------------------------------
     def get(self, shop_id: int | None, cart_id: int) -> Row[Any] | None:
         stmt = select(carts).where(carts.c.id == cart_id)
@@ -240,7 +235,7 @@ class CartRepository:
 
     def absorb(self, shop_id: int, keep_id: int, gone_ids: Sequence[int]) -> None:
         """Point every key, event, audit row and order of ``gone_ids`` at ``keep_id``; drop
-        them. Their sends must have been taken over first (``SenderRepository.take_over``):
+        them. Their sends must have been taken over first (``delivery.service.hand_over_sends``):
         dropping a cart drops what still names it."""
         for table in (keys_t, inbox, audit, orders):
             self.conn.execute(

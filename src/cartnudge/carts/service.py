@@ -29,9 +29,10 @@ from cartnudge.carts.matching import (
 )
 from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.state import CartState, fold, join, new_state
+from cartnudge.db.audit import write_audit
 from cartnudge.db.models import CartStatus, ConsentKind
-from cartnudge.delivery.repository import SenderRepository
-from cartnudge.intake.events import CartEvent, EventKind, email_key, version_of
+from cartnudge.delivery.service import hand_over_sends
+from cartnudge.events import CartEvent, EventKind, email_key, version_of
 from cartnudge.privacy.consent import entry as consent_entry
 from cartnudge.privacy.ledger_repository import LedgerRepository
 from cartnudge.shops.repository import ShopRecord
@@ -259,7 +260,7 @@ class _Batch:
             self.updates.append({**values, "_cart_id": cart_id})
             if len(present) > 1:
                 gone = [row.id for row in present[1:]]
-                cancelled = SenderRepository(self.repo.conn).take_over(shop.id, cart_id, gone, now)
+                cancelled = hand_over_sends(self.repo.conn, shop.id, cart_id, gone, now)
                 self.repo.absorb(shop.id, cart_id, gone)
                 merged = _audit(
                     shop, now, actor, "merged", f"carts {gone} were this cart",
@@ -310,8 +311,9 @@ class _Batch:
         if any(k not in self.known and k not in inserted for k in wanted):
             raise ConcurrentChange("another writer created a cart for the same key meanwhile")
         repo.record_orders([{**row, "cart_id": self.group_cart[i]} for i, row in self.order_rows])
-        repo.audit_many(
-            [{**row, "cart_id": self.group_cart[index]} for index, row in created + self.audits]
+        write_audit(
+            repo.conn,
+            [{**row, "cart_id": self.group_cart[index]} for index, row in created + self.audits],
         )
         LedgerRepository(repo.conn).append(
             [
@@ -508,7 +510,7 @@ def _rematch(
             if bought.get(o.id) != o.cart_id
         ]
     repo.update_many([{**row, "updated_at": now} for row in updates])
-    repo.audit_many(audits)
+    write_audit(repo.conn, audits)
     repo.set_order_carts(named)
     return {
         (o.shop_id, o.source, o.external_id): matched[o.id]

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cartnudge.db.models import CartStatus
-from cartnudge.intake.events import CartEvent, EventKind, email_key
+from cartnudge.events import CartEvent, EventKind, email_key
 
 STATUS_RANK = {
     CartStatus.OPEN: 0,

@@ -66,7 +66,7 @@ class Shop(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3))
     shopify_domain: Mapped[str | None] = mapped_column(String(255), unique=True)
-    # Secrets are sealed at rest with the data keys (cartnudge.privacy.keys).
+    # Secrets are sealed at rest with the data keys (cartnudge.keys).
     shopify_secret: Mapped[str | None] = mapped_column(Sealed())
     stripe_secret: Mapped[str | None] = mapped_column(Sealed())
     # Current secret first; a second one is accepted during a rotation.
@@ -233,7 +233,7 @@ class Order(Base):
     has_cart_keys: Mapped[bool] = mapped_column(Boolean)
     cart_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    # The version (``intake.events.version_of``) of the delivery the row's fields come
+    # The version (``events.version_of``) of the delivery the row's fields come
     # from: of two deliveries of one order, the newer one's snapshot is kept.
     version: Mapped[str | None] = mapped_column(Text)
     # What became of the order. A cancelled or voided order closes no cart, and one

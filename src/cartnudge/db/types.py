@@ -12,7 +12,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 if TYPE_CHECKING:
-    from cartnudge.privacy.keys import Keyring
+    from cartnudge.keys import Keyring
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -85,14 +85,14 @@ class UtcDateTime(TypeDecorator[datetime]):
 def _keyring() -> Keyring:
     # Imported on first use: the keys (and cryptography) load only in processes that read
     # or write a secret. Tests and `cartnudge keys rotate` reset it with
-    # ``cartnudge.privacy.keys.reset_process_keyring``.
-    from cartnudge.privacy.keys import process_keyring
+    # ``cartnudge.keys.reset_process_keyring``.
+    from cartnudge.keys import process_keyring
 
     return process_keyring()
 
 
 class Sealed(TypeDecorator[str]):
-    """Text encrypted at rest with the data keys (``cartnudge.privacy.keys``): the column
+    """Text encrypted at rest with the data keys (``cartnudge.keys``): the column
     holds a Fernet token, the code sees the clear value. Tokens are randomised, so a sealed
     column cannot be searched or compared in SQL."""
 

@@ -14,18 +14,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
-from cartnudge.db.models import Cart, CartStatus, table_of
 from cartnudge.db.session import reading, writing
 from cartnudge.db.turnstile import turnstile
-from cartnudge.intake.events import CartEvent
+from cartnudge.events import CartEvent
+from cartnudge.intake.repository import InboxRepository
 from cartnudge.intake.service import Delivery, ingest_batch
 from cartnudge.shops.repository import ShopRecord
 
 BATCH_ROWS = 500  # deliveries applied per transaction
 MAX_LISTED_BAD_ROWS = 100  # the summary lists this many reasons; every bad row is kept
-carts_t = table_of(Cart)
 
 
 @dataclass
@@ -102,17 +101,7 @@ def _ingest(conn: Connection, deliveries: Sequence[Delivery], now: datetime, tal
 
 def _before_activation(conn: Connection, shop: ShopRecord, cart_ids: set[int]) -> int:
     """Open carts this run touched that will never be reminded: older than activation."""
-    ids, found = sorted(cart_ids), 0
-    for start in range(0, len(ids), BATCH_ROWS):
-        stmt = select(carts_t.c.id).where(
-            carts_t.c.shop_id == shop.id,
-            carts_t.c.id.in_(ids[start : start + BATCH_ROWS]),
-            carts_t.c.status == CartStatus.OPEN,
-            carts_t.c.next_wake_at.is_(None),
-            carts_t.c.last_activity_at < shop.activated_at,
-        )
-        found += len(conn.execute(stmt).all())
-    return found
+    return InboxRepository(conn).count_never_reminded(shop.id, shop.activated_at, cart_ids)
 
 
 @contextmanager

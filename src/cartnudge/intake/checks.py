@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 from babel import Locale, UnknownLocaleError
 
 from cartnudge.addresses import AddressError, mailbox
-from cartnudge.intake.events import CartEvent, Item, Unapplicable
+from cartnudge.events import CartEvent, Item, Unapplicable
+from cartnudge.shops.links import LINE_CONTROL, cart_url_of, link_problem
 from cartnudge.shops.repository import ShopRecord
 
-_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Free text may keep tab, line feed and carriage return; the composer folds them to spaces.
 _TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _BCP47 = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$")
@@ -55,62 +55,6 @@ class Links:
             cart = urlsplit(shop.cart_url).hostname if shop.cart_url else None
             hosts = (*shop.return_domains, *own, *([cart] if cart else []), *lane_hosts)
         return cls(hosts, cart_url_of(shop))
-
-
-def cart_url_of(shop: ShopRecord) -> str | None:
-    """The shop's cart page: its own setting, else a Shopify shop's ``/cart`` (which sends
-    the shopper to the cart in their browser), else the first listed domain's home page."""
-    if shop.cart_url:
-        return shop.cart_url
-    if shop.shopify_domain:
-        return f"https://{shop.shopify_domain}/cart"
-    if shop.return_domains:
-        return f"https://{shop.return_domains[0]}/"
-    return None
-
-
-def link_problem(url: str, hosts: tuple[str, ...] | None) -> str | None:
-    """Why ``url`` may not be a return link, or ``None`` if it may."""
-    if any(c.isspace() for c in url) or _LINE_CONTROL.search(url):
-        return "contains white space or a control character"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises for a port that is not a number
-    except ValueError:
-        return "is not a URL"
-    if parts.scheme.lower() not in ("http", "https"):
-        return "is not an http(s) link"
-    if not parts.hostname:
-        return "has no host"
-    if parts.username is not None or parts.password is not None:
-        return "carries a user name or password"
-    if hosts is not None and not on_domains(parts.hostname, hosts):
-        return "is not on the shop's domains (cartnudge shop set --domains)"
-    return None
-
-
-def on_domains(host: str, domains: tuple[str, ...]) -> bool:
-    """Whether ``host`` is one of ``domains`` or under one (``www.a.com`` under ``a.com``)."""
-    try:
-        name = host.rstrip(".").encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        return False
-    return any(name == d or name.endswith("." + d) for d in domains)
-
-
-def domain_name(text: str) -> str:
-    """A host name for a shop's domain list, in lower-case ASCII; ``ValueError`` if it is
-    not one."""
-    name = text.strip().rstrip(".").lower()
-    try:
-        ascii_name = name.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise ValueError(f"{text!r} is not a domain name") from exc
-    labels = ascii_name.split(".")
-    label = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-    if not name or len(ascii_name) > 253 or not all(label.match(part) for part in labels):
-        raise ValueError(f"{text!r} is not a domain name")
-    return ascii_name
 
 
 @lru_cache(maxsize=1024)  # a shop's shoppers share a handful of locales
@@ -191,7 +135,7 @@ def _refuse_control_characters(event: CartEvent) -> None:
         single[f"items.{index}.sku"] = item.sku
         single[f"items.{index}.image_url"] = item.image_url
         single[f"items.{index}.url"] = item.url
-    for fields, pattern in ((single, _LINE_CONTROL), (free, _TEXT_CONTROL)):
+    for fields, pattern in ((single, LINE_CONTROL), (free, _TEXT_CONTROL)):
         for name, value in fields.items():
             if value is not None and (found := pattern.search(value)):
                 raise Unapplicable(

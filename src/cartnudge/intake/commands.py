@@ -65,7 +65,7 @@ def events_dead_letters(
 ) -> None:
     """List deliveries that were kept but could not be applied, with their reasons."""
     from cartnudge.db.session import reading
-    from cartnudge.intake.service import dead_letters
+    from cartnudge.intake.replay import dead_letters
 
     rt = runtime()
     shop_id = rt.shop(shop).id if shop else None
@@ -77,7 +77,7 @@ def events_dead_letters(
 def events_replay(event_id: Annotated[int, typer.Argument(help="Dead letter id.")]) -> None:
     """Parse a dead letter again (after a fix) and apply it."""
     from cartnudge.db.session import writing
-    from cartnudge.intake.service import ReplayError, replay
+    from cartnudge.intake.replay import ReplayError, replay
 
     rt = runtime()
     try:

@@ -26,10 +26,10 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
 
 from cartnudge.clock import parse_instant
+from cartnudge.events import CartEvent, EventKind, Item, KeyKind, OrderInfo, Unapplicable
 from cartnudge.intake import checks
 from cartnudge.intake import fields as f
 from cartnudge.intake.backfill import apply_all
-from cartnudge.intake.events import CartEvent, EventKind, Item, KeyKind, OrderInfo, Unapplicable
 from cartnudge.intake.schemas import StorefrontItem
 from cartnudge.intake.service import Delivery
 from cartnudge.intake.storefront import describe, to_items

@@ -20,8 +20,8 @@ from starlette.types import Receive, Scope, Send
 
 from cartnudge.clock import Clock, parse_instant
 from cartnudge.config import MAX_BODY_BYTES
+from cartnudge.events import Unapplicable
 from cartnudge.intake import stripe_checkout
-from cartnudge.intake.events import Unapplicable
 from cartnudge.intake.lanes import parse_payload
 from cartnudge.intake.service import Delivery, Outcome
 from cartnudge.intake.signatures import BadSignature, verify_shopify, verify_standard, verify_stripe

@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cartnudge.clock import parse_instant, plausible
-from cartnudge.intake.events import Item, TotalParts, Unapplicable
+from cartnudge.events import Item, TotalParts, Unapplicable
 from cartnudge.money import MoneyError, normalize_currency, to_minor
 
 MAX_TEXT = 2000  # longer strings are cut: they end up in email text, not in storage dumps

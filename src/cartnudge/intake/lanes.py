@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from cartnudge.events import Unapplicable
 from cartnudge.intake import csv_import, shopify, storefront, stripe_checkout
-from cartnudge.intake.events import Unapplicable
 from cartnudge.intake.service import Parsed
 from cartnudge.shops.repository import ShopRecord
 

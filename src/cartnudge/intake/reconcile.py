@@ -19,9 +19,9 @@ import orjson
 import stripe
 from sqlalchemy import Engine
 
+from cartnudge.events import CartEvent, Unapplicable
 from cartnudge.intake import stripe_checkout
 from cartnudge.intake.backfill import apply_all
-from cartnudge.intake.events import CartEvent, Unapplicable
 from cartnudge.intake.service import Delivery
 from cartnudge.shops.repository import ShopRecord
 

@@ -23,7 +23,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from cartnudge.intake.events import CartEvent, Item, OrderInfo
+from cartnudge.events import CartEvent, Item, OrderInfo
 from cartnudge.intake.service import Delivery, Outcome
 from cartnudge.intake.shopify import ComplianceRequest
 from cartnudge.intake.writer import IngestWriter, StorageUnavailable

@@ -5,27 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection
 
 from cartnudge.carts.repository import CartRepository
 from cartnudge.carts.service import apply_events
-from cartnudge.db.models import InboxEvent, InboxStatus, PrivacyRequest, RequestState, table_of
-from cartnudge.db.portable import insert_many_returning
-from cartnudge.intake.events import CartEvent, Unapplicable
+from cartnudge.db.models import InboxStatus
+from cartnudge.events import CartEvent, Unapplicable
+from cartnudge.intake.repository import InboxRepository
 from cartnudge.intake.shopify import ComplianceRequest
 from cartnudge.shops.repository import ShopRecord
 
-inbox = table_of(InboxEvent)
-privacy = table_of(PrivacyRequest)
-
 Parsed = CartEvent | ComplianceRequest | Unapplicable
-
-_INSERT_PRIVACY = insert(privacy)
-_SET_INBOX_CART = (
-    update(inbox).where(inbox.c.id == bindparam("_inbox_id")).values(cart_id=bindparam("_cart_id"))
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +76,7 @@ def ingest_batch(conn: Connection, deliveries: Sequence[Delivery], now: datetime
         else:
             recorded.append((delivery.shop, inbox_id, parsed))
             recorded_at.append(i)
-    for i, outcome in zip(recorded_at, _apply_recorded(conn, recorded, now), strict=True):
+    for i, outcome in zip(recorded_at, apply_recorded(conn, recorded, now), strict=True):
         outcomes[i] = outcome
 
     for i, delivery in enumerate(deliveries):
@@ -117,17 +108,10 @@ def _insert_inbox(
                 "payload": delivery.body,
             }
         )
-    returned = insert_many_returning(
-        conn,
-        inbox,
-        rows,
-        conflict=("shop_id", "source", "external_id"),
-        returning=("id", "shop_id", "source", "external_id"),
-    )
-    return {(r.shop_id, r.source, r.external_id): r.id for r in returned}
+    return InboxRepository(conn).insert_new(rows)
 
 
-def _apply_recorded(
+def apply_recorded(
     conn: Connection,
     items: Sequence[tuple[ShopRecord, int, CartEvent | ComplianceRequest]],
     now: datetime,
@@ -139,16 +123,7 @@ def _apply_recorded(
     event_inbox: list[int] = []
     for shop, inbox_id, parsed in items:
         if isinstance(parsed, ComplianceRequest):
-            conn.execute(
-                _INSERT_PRIVACY,
-                {
-                    "shop_id": shop.id,
-                    "kind": parsed.topic,
-                    "inbox_event_id": inbox_id,
-                    "state": RequestState.PENDING.value,
-                    "received_at": now,
-                },
-            )
+            InboxRepository(conn).queue_compliance(shop.id, parsed.topic, inbox_id, now)
             outcomes[inbox_id] = Outcome("applied", inbox_id)
         else:
             events.append((shop, parsed))
@@ -166,20 +141,13 @@ def _apply_recorded(
         )
         if result.cart_id is not None:
             links.append({"_inbox_id": inbox_id, "_cart_id": result.cart_id})
-    if links:
-        conn.execute(_SET_INBOX_CART, links)
+    InboxRepository(conn).link_carts(links)
     return [outcomes[inbox_id] for _, inbox_id, _ in items]
 
 
 def _earlier_outcome(conn: Connection, delivery: Delivery) -> Outcome:
     """A replay: answer as the first delivery was answered, and change nothing."""
-    row = conn.execute(
-        select(inbox.c.id, inbox.c.status, inbox.c.reason, inbox.c.cart_id).where(
-            inbox.c.shop_id == delivery.shop.id,
-            inbox.c.source == delivery.source,
-            inbox.c.external_id == delivery.external_id,
-        )
-    ).one()
+    row = InboxRepository(conn).by_identity(delivery.shop.id, delivery.source, delivery.external_id)
     return Outcome(
         "duplicate",
         row.id,
@@ -192,63 +160,3 @@ def record_failure(conn: Connection, delivery: Delivery, reason: str) -> Outcome
     """Keep a delivery whose apply step crashed as a dead letter, so it can be replayed."""
     failed = replace(delivery, parsed=Unapplicable(f"could not apply: {reason}"))
     return ingest(conn, failed, delivery.received_at)
-
-
-def dead_letter_info(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "shop_id": row.shop_id,
-        "source": row.source,
-        "external_id": row.external_id,
-        "topic": row.topic,
-        "reason": row.reason,
-        "received_at": row.received_at.isoformat(),
-    }
-
-
-class ReplayError(ValueError):
-    """``events replay`` was asked for something it cannot do."""
-
-
-def dead_letters(conn: Connection, shop_id: int | None = None) -> list[dict[str, Any]]:
-    stmt = select(inbox).where(inbox.c.status == InboxStatus.DEAD)
-    if shop_id is not None:
-        stmt = stmt.where(inbox.c.shop_id == shop_id)
-    return [dead_letter_info(row) for row in conn.execute(stmt.order_by(inbox.c.id))]
-
-
-def replay(conn: Connection, inbox_id: int, now: datetime) -> Outcome:
-    """Parse a dead letter's kept body again and apply it. The caller commits."""
-    import orjson
-
-    from cartnudge.intake.lanes import parse_payload
-    from cartnudge.shops.repository import ShopRepository
-
-    row = conn.execute(select(inbox).where(inbox.c.id == inbox_id).with_for_update()).first()
-    if row is None:
-        raise ReplayError(f"no event {inbox_id}")
-    if row.status != InboxStatus.DEAD:
-        raise ReplayError(f"event {inbox_id} is {row.status}, not a dead letter")
-    shop = ShopRepository(conn).by_id(row.shop_id)
-    assert shop is not None
-    try:
-        payload = orjson.loads(row.payload or "")
-    except orjson.JSONDecodeError:
-        parsed: Parsed = Unapplicable("kept body is not JSON")
-    else:
-        parsed = parse_payload(
-            row.source, row.topic, row.external_id, payload, shop, row.received_at
-        )
-    if isinstance(parsed, Unapplicable):
-        conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(reason=str(parsed)))
-        return Outcome("dead", inbox_id, reason=str(parsed))
-    conn.execute(
-        update(inbox)
-        .where(inbox.c.id == inbox_id)
-        .values(
-            status=InboxStatus.APPLIED,
-            reason=None,
-            occurred_at=parsed.occurred_at if isinstance(parsed, CartEvent) else None,
-        )
-    )
-    return _apply_recorded(conn, [(shop, inbox_id, parsed)], now)[0]

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cartnudge.intake import checks
-from cartnudge.intake import fields as f
-from cartnudge.intake.events import (
+from cartnudge.events import (
     CartEvent,
     EventKind,
     KeyKind,
@@ -21,6 +19,8 @@ from cartnudge.intake.events import (
     TotalParts,
     Unapplicable,
 )
+from cartnudge.intake import checks
+from cartnudge.intake import fields as f
 from cartnudge.shops.repository import ShopRecord
 
 SOURCE = "shopify"

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cartnudge.events import CartEvent, EventKind, Item, KeyKind, OrderInfo, Unapplicable
 from cartnudge.intake import checks
 from cartnudge.intake import fields as f
-from cartnudge.intake.events import CartEvent, EventKind, Item, KeyKind, OrderInfo, Unapplicable
 from cartnudge.intake.schemas import StorefrontEvent, StorefrontEventType, StorefrontItem
 from cartnudge.shops.repository import ShopRecord
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cartnudge.intake import checks
-from cartnudge.intake import fields as f
-from cartnudge.intake.events import (
+from cartnudge.events import (
     CartEvent,
     EventKind,
     Item,
@@ -19,6 +17,8 @@ from cartnudge.intake.events import (
     TotalParts,
     Unapplicable,
 )
+from cartnudge.intake import checks
+from cartnudge.intake import fields as f
 from cartnudge.shops.repository import ShopRecord
 
 SOURCE = "stripe"

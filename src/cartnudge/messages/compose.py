@@ -28,7 +28,7 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
-from cartnudge.delivery.policy import usable_address, wire_address
+from cartnudge.addresses import mailbox, usable
 from cartnudge.messages.totals import Summary, line_total, summarise
 from cartnudge.messages.voice import MAX_SUBJECT_CHARS, Voice, choose_variant, greeting
 from cartnudge.money import minor_digits
@@ -350,9 +350,9 @@ def _address(value: str) -> str:
     """``Name <addr>`` or ``addr`` as a header address, its name cleaned of anything that
     could break out of the header and encoded when not ASCII."""
     name, addr = parseaddr(value)
-    if not usable_address(addr):  # the gate's own test: nothing that needs quoting
+    if not usable(addr):  # the gate's own test: nothing that needs quoting
         raise ValueError(f"not an email address: {value!r}")
-    addr = wire_address(addr)
+    addr = mailbox(addr).wire
     display = _header_text(str(make_header(decode_header(name)))) if name else ""
     if not addr.isascii():
         # An international address (RFC 6532) goes in UTF-8 as it is: it is only ever

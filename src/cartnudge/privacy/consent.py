@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from cartnudge.carts.repository import CartRepository
+from cartnudge.db.audit import write_audit
 from cartnudge.db.models import ConsentKind
 from cartnudge.delivery.repository import SenderRepository
 from cartnudge.privacy.ledger_repository import LedgerRepository
@@ -107,7 +107,8 @@ def stop(
     cancelled = SenderRepository(conn).cancel_pending(
         now, STOP_REASONS[kind], shop_id=shop_id, email_key=email_key
     )
-    CartRepository(conn).audit_many(
+    write_audit(
+        conn,
         [
             {
                 "shop_id": shop_id,
@@ -119,6 +120,6 @@ def stop(
                 "before": None,
                 "after": {"send_id": send_id, "cancelled_sends": cancelled},
             }
-        ]
+        ],
     )
     return True

@@ -15,7 +15,7 @@ keys_app = typer.Typer(
 @keys_app.command("new")
 def keys_new() -> None:
     """Print a new random data key, for CARTNUDGE_DATA_KEYS. Changes nothing."""
-    from cartnudge.privacy.keys import new_key
+    from cartnudge.keys import new_key
 
     typer.echo(new_key())
 
@@ -39,7 +39,7 @@ def keys_rotate() -> None:
     5. Set CARTNUDGE_DATA_KEYS=NEW, restart again; OLD can then be destroyed.
     """
     from cartnudge.db.session import writing
-    from cartnudge.privacy.keys import (
+    from cartnudge.keys import (
         DataKeyError,
         process_keyring,
         reseal_shop_secrets,

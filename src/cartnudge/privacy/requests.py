@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine
 
 from cartnudge.db.models import RequestState
 from cartnudge.db.session import writing
-from cartnudge.intake.events import email_key
+from cartnudge.events import email_key
 from cartnudge.privacy.files import PrivacyFiles
 from cartnudge.privacy.repository import PrivacyRepository
 from cartnudge.privacy.service import Shopper, erase, erase_shop, export

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Table
 
 from cartnudge.carts.queries import show_cart
-from cartnudge.carts.repository import CartRepository
+from cartnudge.db.audit import write_audit
 from cartnudge.db.models import Base, PrivacyLogEntry
 from cartnudge.privacy.consent import history, suppression_key
 from cartnudge.privacy.files import PrivacyFiles
@@ -116,9 +116,7 @@ def erase(
     needles = _needles(addresses, [row.first_name for row in found])
     closed = repo.close_open(cart_ids, ERASED_REASON, now) if cart_ids else []
     if closed:
-        CartRepository(conn).audit_many(
-            [_closed_audit(shop.id, cart_id, now, actor) for cart_id in closed]
-        )
+        write_audit(conn, [_closed_audit(shop.id, cart_id, now, actor) for cart_id in closed])
     bought = repo.shopper_orders(shop.id, shopper.email_key, shopper.order_refs, cart_ids)
     counts = scrub_carts(repo, shop, cart_ids, needles, now, files)
     counts |= {"carts_closed": len(closed), "consent_entries": 0, "exports": 0}

@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from sqlalchemy import Connection
 
-from cartnudge.carts.repository import CartRepository
-from cartnudge.delivery.policy import usable_address
+from cartnudge.addresses import usable
+from cartnudge.db.audit import write_audit
 from cartnudge.delivery.providers import MailRouteError, parse_mail_url
-from cartnudge.delivery.repository import SenderRepository
+from cartnudge.delivery.service import release_held_sends
 from cartnudge.durations import format_duration
-from cartnudge.intake.checks import cart_url_of, domain_name, link_problem
 from cartnudge.money import MoneyError, normalize_currency
+from cartnudge.shops.links import cart_url_of, domain_name, link_problem
 from cartnudge.shops.repository import ShopRecord, ShopRepository
 
 # An order that names no cart buys the same shopper's carts active this long before it.
@@ -156,7 +156,8 @@ def set_shop(
     updated = repo.by_id(shop.id)
     assert updated is not None
     # Which settings changed, never their values: a sender or address can name a person.
-    CartRepository(conn).audit_many(
+    write_audit(
+        conn,
         [
             {
                 "shop_id": shop.id,
@@ -168,10 +169,10 @@ def set_shop(
                 "before": {"changed": sorted(k for k in changes if before[k] != changes[k])},
                 "after": None,
             }
-        ]
+        ],
     )
     if updated.sender is not None and updated.postal_address:
-        SenderRepository(conn).release_held(shop.id, now)
+        release_held_sends(conn, shop.id, now)
     return updated
 
 
@@ -206,7 +207,7 @@ def parse_sender(text: str) -> tuple[str, str]:
     name, address = parseaddr(text)
     if not name.strip() or not address:
         raise ShopError(f"--sender {text!r}: expected 'Name <address>'")
-    if not usable_address(address) or len(name) > 200:
+    if not usable(address) or len(name) > 200:
         raise ShopError(f"--sender: {address!r} is not a usable email address")
     return name.strip(), address
 

@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy import Connection
 
-from cartnudge.carts.repository import CartRepository
+from cartnudge.db.audit import write_audit
 from cartnudge.shops.documents import DocumentRepository, DocumentVersion
 from cartnudge.shops.repository import ShopRecord
 
@@ -107,7 +107,8 @@ def set_document(
     stored = DocumentRepository(conn).add(
         shop.id, kind.name, current.version + 1, text, now=now, actor=actor, note=note
     )
-    CartRepository(conn).audit_many(
+    write_audit(
+        conn,
         [
             {
                 "shop_id": shop.id,
@@ -119,7 +120,7 @@ def set_document(
                 "before": {f"{kind.name}_version": current.version},
                 "after": {f"{kind.name}_version": stored.version},
             }
-        ]
+        ],
     )
     if kind.after_set is not None:
         kind.after_set(conn, shop, value)

@@ -149,7 +149,7 @@ def _home_for_keys(home: Path) -> Iterator[None]:
     """Seal the demo shop's secrets with the data key of the demo's own folder, so that
     ``CARTNUDGE_HOME=<home> cartnudge …`` opens its database afterwards. (With
     CARTNUDGE_DATA_KEYS set, those keys seal, and open, as for any database.)"""
-    from cartnudge.privacy.keys import reset_process_keyring
+    from cartnudge.keys import reset_process_keyring
 
     before = os.environ.get("CARTNUDGE_HOME")
     os.environ["CARTNUDGE_HOME"] = str(home)

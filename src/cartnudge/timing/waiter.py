@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from cartnudge.carts.repository import CartRepository
+from cartnudge.db.audit import write_audit
 from cartnudge.db.models import CartStatus, SendStatus
 from cartnudge.db.session import writing
 from cartnudge.db.turns import TurnSize, turn_size_for
@@ -109,7 +109,7 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
     repo.mark_reminded(reminded)
     repo.set_wakes(wakes)
     repo.expire(expired)
-    CartRepository(conn).audit_many(audits)
+    write_audit(conn, audits)
     return report
 
 

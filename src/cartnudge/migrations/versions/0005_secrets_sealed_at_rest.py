@@ -55,7 +55,7 @@ def upgrade() -> None:
         )
 
     def seal(name: str, value: str) -> str:
-        from cartnudge.privacy.keys import process_keyring
+        from cartnudge.keys import process_keyring
 
         if name in _JSON_SECRETS:
             # One token for the whole list, as SealedJson writes it.
@@ -67,7 +67,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     def open_(name: str, value: str) -> str:
-        from cartnudge.privacy.keys import process_keyring
+        from cartnudge.keys import process_keyring
 
         return process_keyring().open(value)
 

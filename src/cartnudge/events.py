@@ -1,4 +1,5 @@
-"""The one canonical event every lane produces, and the errors that keep it from existing."""
+"""The one canonical event every lane produces, and the errors that keep it from existing:
+the shared words of the flow, which every stage may import."""
 
 from __future__ import annotations
 

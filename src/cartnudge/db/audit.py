@@ -1,0 +1,18 @@
+"""The audit log: every owner-visible change of state, whichever stage made it, leaves a row
+saying who, when, why, before and after. One insert every stage may use, so none reaches
+into another's repository to write it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from cartnudge.db.models import AuditEntry, table_of
+
+_INSERT_AUDIT = insert(table_of(AuditEntry))
+
+
+def write_audit(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(_INSERT_AUDIT, rows)

@@ -1,0 +1,109 @@
+"""Every SQL statement of intake: the inbox of deliveries, and the requests it queues."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from cartnudge.db.models import (
+    Cart,
+    CartStatus,
+    InboxEvent,
+    InboxStatus,
+    PrivacyRequest,
+    RequestState,
+    table_of,
+)
+from cartnudge.db.portable import insert_many_returning
+
+inbox = table_of(InboxEvent)
+privacy = table_of(PrivacyRequest)
+carts_t = table_of(Cart)
+
+IDS_PER_QUERY = 500  # ids per ``IN (...)``: well under every engine's limit on parameters
+
+_INSERT_PRIVACY = insert(privacy)
+_SET_INBOX_CART = (
+    update(inbox).where(inbox.c.id == bindparam("_inbox_id")).values(cart_id=bindparam("_cart_id"))
+)
+
+
+class InboxRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def insert_new(self, rows: list[dict[str, Any]]) -> dict[tuple[int, str, str], int]:
+        """Insert the inbox rows; the ids of those that were new, by identity."""
+        returned = insert_many_returning(
+            self.conn,
+            inbox,
+            rows,
+            conflict=("shop_id", "source", "external_id"),
+            returning=("id", "shop_id", "source", "external_id"),
+        )
+        return {(r.shop_id, r.source, r.external_id): r.id for r in returned}
+
+    def by_identity(self, shop_id: int, source: str, external_id: str) -> Any:
+        return self.conn.execute(
+            select(inbox.c.id, inbox.c.status, inbox.c.reason, inbox.c.cart_id).where(
+                inbox.c.shop_id == shop_id,
+                inbox.c.source == source,
+                inbox.c.external_id == external_id,
+            )
+        ).one()
+
+    def queue_compliance(self, shop_id: int, kind: str, inbox_id: int, now: datetime) -> None:
+        """A compliance request for the privacy stage to carry out."""
+        self.conn.execute(
+            _INSERT_PRIVACY,
+            {
+                "shop_id": shop_id,
+                "kind": kind,
+                "inbox_event_id": inbox_id,
+                "state": RequestState.PENDING.value,
+                "received_at": now,
+            },
+        )
+
+    def link_carts(self, links: Sequence[dict[str, int]]) -> None:
+        """Note the cart each delivery moved (``_inbox_id``, ``_cart_id``)."""
+        if links:
+            self.conn.execute(_SET_INBOX_CART, links)
+
+    def dead(self, shop_id: int | None = None) -> list[Any]:
+        stmt = select(inbox).where(inbox.c.status == InboxStatus.DEAD)
+        if shop_id is not None:
+            stmt = stmt.where(inbox.c.shop_id == shop_id)
+        return list(self.conn.execute(stmt.order_by(inbox.c.id)))
+
+    def lock(self, inbox_id: int) -> Any | None:
+        return self.conn.execute(
+            select(inbox).where(inbox.c.id == inbox_id).with_for_update()
+        ).first()
+
+    def keep_reason(self, inbox_id: int, reason: str) -> None:
+        self.conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(reason=reason))
+
+    def mark_applied(self, inbox_id: int, occurred_at: datetime | None) -> None:
+        self.conn.execute(
+            update(inbox)
+            .where(inbox.c.id == inbox_id)
+            .values(status=InboxStatus.APPLIED, reason=None, occurred_at=occurred_at)
+        )
+
+    def count_never_reminded(self, shop_id: int, activated_at: datetime, cart_ids: set[int]) -> int:
+        """Of these carts, the open ones that will never be reminded: older than activation."""
+        ids, found = sorted(cart_ids), 0
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            stmt = select(carts_t.c.id).where(
+                carts_t.c.shop_id == shop_id,
+                carts_t.c.id.in_(ids[start : start + IDS_PER_QUERY]),
+                carts_t.c.status == CartStatus.OPEN,
+                carts_t.c.next_wake_at.is_(None),
+                carts_t.c.last_activity_at < activated_at,
+            )
+            found += len(self.conn.execute(stmt).all())
+        return found
