@@ -236,15 +236,6 @@ def _settle(state: CartState) -> CartState:
     return state
 
 
-def mark_bought(state: CartState, *, at: datetime, order_ref: str, version: str) -> CartState:
-    """A purchase matched by other means (the shopper's email within the window)."""
-    versions = dict(state.versions)
-    reason = f"order {order_ref} (same email)"
-    changes = _climb(state, CartStatus.BOUGHT, reason, version, versions)
-    changes.update(_purchase(state, at, order_ref, version, versions))
-    return replace(state, versions=versions, **changes)
-
-
 def _climb(
     state: CartState,
     status: CartStatus,
