@@ -15,8 +15,15 @@ from sqlalchemy import Engine
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0
 from tests.delivery.helpers import H, Pass
-from tests.intake.helpers import post_shopify
-from tests.privacy.helpers import BOB, ORDER_ID, bob_history, customer_redact, every_value
+from tests.intake.helpers import carts, post_shopify
+from tests.privacy.helpers import (
+    BOB,
+    ORDER_ID,
+    bob_history,
+    checkout,
+    customer_redact,
+    every_value,
+)
 from tests.privacy.helpers import traces_in_database as traces
 from tests.test_cli import cli  # noqa: F401 - the fixture
 
@@ -176,3 +183,27 @@ def test_shop_set_changes_retention_and_refuses_bad_values(
         assert refused.exit_code == 2 and message in refused.output, refused.output
     listed = json.loads(cli("shop", "list").output)
     assert listed[0]["retention"]["raw_payloads"] == "2d"  # unchanged by the refusals
+
+
+def test_an_erased_shoppers_given_up_cart_stays_closed_when_the_checkout_comes_back(
+    cli: Any,  # noqa: F811
+    engine: Engine,
+    client: TestClient,
+    sender_shop: ShopRecord,
+    run: Pass,
+) -> None:
+    bob_history(client, sender_shop, run)
+    for days in (2, 10, 30):  # the last reminder, then the waiter gives up: expired
+        run(T0 + days * 24 * H)
+    [expired] = [
+        c for c in carts(engine, sender_shop.id) if c.status == "expired" and c.email == BOB
+    ]
+
+    erased = cli("privacy", "erase", "--shop", sender_shop.slug, "--email", BOB, "--yes")
+    assert erased.exit_code == 0, erased.output
+    # The same checkout comes back, later than the give-up: an erased cart does not reopen.
+    late = checkout("tB", "cB", (T0 + 31 * 24 * H).isoformat())
+    assert post_shopify(client, sender_shop, "checkouts/update", late, "w9").status_code == 200
+
+    [cart] = [c for c in carts(engine, sender_shop.id) if c.id == expired.id]
+    assert (cart.status, cart.next_wake_at) == ("closed", None)

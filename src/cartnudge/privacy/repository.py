@@ -171,10 +171,14 @@ class PrivacyRepository:
         return self.conn.execute(stmt).rowcount or 0
 
     def close_open(self, cart_ids: Sequence[int], reason: str, now: datetime) -> list[int]:
-        """Close the open ones among these carts: with no address they can never be reminded."""
+        """Close the open and expired ones among these carts: with no address they can never
+        be reminded, and an expired cart would otherwise reopen when its checkout comes back."""
         stmt = (
             update(carts)
-            .where(carts.c.id.in_(cart_ids), carts.c.status == CartStatus.OPEN.value)
+            .where(
+                carts.c.id.in_(cart_ids),
+                carts.c.status.in_((CartStatus.OPEN.value, CartStatus.EXPIRED.value)),
+            )
             .values(
                 status=CartStatus.CLOSED.value,
                 status_reason=reason,
