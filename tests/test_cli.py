@@ -19,6 +19,7 @@ from cartnudge.cli import app
 from cartnudge.clock import system_clock
 from cartnudge.intake.examples import LANES, example_request, storefront_event, stripe_expired_event
 from cartnudge.shops.repository import ShopRecord
+from cartnudge.testing.postgres import free_port
 from tests.conftest import T0, ShopFactory
 from tests.intake.helpers import (
     post,
@@ -319,3 +320,18 @@ def test_each_example_is_a_shopper_of_its_own_and_gets_its_own_reminder(
     assert ticked.exit_code == 0, ticked.output
     assert len(sends) == len(LANES)
     assert [s for s in sends if "do not disturb" in (s["reason"] or "")] == []
+
+
+def test_an_unreachable_database_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    port = free_port()  # nothing listens there
+    url = f"postgresql+psycopg://owner:s3cret-pw@127.0.0.1:{port}/cartnudge"
+    monkeypatch.setenv("CARTNUDGE_DATABASE_URL", url)
+    monkeypatch.setenv("CARTNUDGE_HOME", str(tmp_path))
+
+    result = CliRunner().invoke(app, ["shop", "list"])
+
+    assert result.exit_code == 2
+    assert f"127.0.0.1:{port}" in result.output and "owner:***@" in result.output
+    assert "s3cret-pw" not in result.output

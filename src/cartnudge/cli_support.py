@@ -124,7 +124,7 @@ class Runtime:
                 self._engine = make_engine(self.settings.resolved_database_url)
                 upgrade(self._engine)
             except Exception as exc:
-                fail(f"database {self.settings.resolved_database_url}: {exc}")
+                fail(f"database {_shown(self.settings.resolved_database_url)}: {exc}")
         return self._engine
 
     def shop(self, slug: str) -> Any:
@@ -174,3 +174,13 @@ def address_key(text: str) -> str:
     if key is None or not local or not domain or "@" in domain or any(c.isspace() for c in key):
         fail(f"{text!r} is not an email address")
     return key
+
+
+def _shown(url: str) -> str:
+    """A database URL as it may be printed: its password masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: nothing in it can be told from a password
+        return "(the configured URL)"
