@@ -485,10 +485,7 @@ def reminder_rows(figures: dict[str, Any]) -> list[str]:
     for suffix, db in engines:
         fig = figures.get(f"waiter{suffix}")
         if fig:
-            note = (
-                f"{fig['due']:,} due carts decided and their reminders queued, "
-                f"{fig.get('turn') or str(fig.get('batch')) + ' a batch'}"
-            )
+            note = f"{fig['due']:,} due carts decided and their reminders queued, {fig['turn']}"
             rows.append(_value_row(fig, f"Waiter: decided and enqueued, {db}", note))
     if fig := figures.get("compose"):
         rows.append(
