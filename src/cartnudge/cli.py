@@ -62,7 +62,7 @@ HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
 PortOption = Annotated[int, typer.Option(help="TCP port.")]
 WorkersOption = Annotated[
     int,
-    typer.Option(min=1, max=64, help="Web processes (on PostgreSQL each has its own writer)."),
+    typer.Option(min=1, max=64, help="Web processes (they share one ingest writer process)."),
 ]
 
 
@@ -155,6 +155,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
 
     from cartnudge.app import create_app
     from cartnudge.children import Child
+    from cartnudge.intake.writer_process import WriterProcess
     from cartnudge.logs import logging_config
 
     rt = runtime()
@@ -163,16 +164,12 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
         os.environ["CARTNUDGE_PUBLIC_URL"] = rt.settings.public_url  # for worker processes
     _ensure_demo_shop(rt)
     record_server(rt.settings.home, _local_url(host, port), rt.settings.public_url)
-    writer = None
-    if rt.settings.is_sqlite:
-        # SQLite takes one writer at a time: one writer process commits for every web
-        # process, on a core of its own (see cartnudge.intake.writer_process).
-        from cartnudge.intake.writer_process import WriterProcess
-
-        writer = WriterProcess()
-        writer.start()
-        rt.settings.ingest_socket = writer.socket_path
-        os.environ["CARTNUDGE_INGEST_SOCKET"] = str(writer.socket_path)  # for web workers
+    # One writer process commits for every web process, on a core of its own (see
+    # cartnudge.intake.writer_process): the web processes verify and parse.
+    writer = WriterProcess()
+    writer.start()
+    rt.settings.ingest_socket = writer.socket_path
+    os.environ["CARTNUDGE_INGEST_SOCKET"] = str(writer.socket_path)  # for web workers
     # The loops in a process of their own (see cartnudge.children), after the writer.
     loops = Child("loops", "cartnudge.worker", []) if with_loops else None
     # uvicorn applies it again in each of its processes: its server and access lines
@@ -203,8 +200,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
         if loops is not None:
             loops.stop()
         # After uvicorn has answered its in-flight requests, which wait on the writer.
-        if writer is not None:
-            writer.stop()
+        writer.stop()
 
 
 def _local_url(host: str, port: int) -> str:

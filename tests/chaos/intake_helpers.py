@@ -183,7 +183,7 @@ class Served:
         return self.process is not None and self.process.poll() is None
 
     def current_writers(self) -> list[int]:
-        """The ingest writer(s) the running serve has now (none on PostgreSQL)."""
+        """The ingest writer(s) the running serve has now."""
         if not self.alive():
             return []
         assert self.process is not None

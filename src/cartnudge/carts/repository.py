@@ -30,7 +30,7 @@ from cartnudge.db.models import (
     Order,
     table_of,
 )
-from cartnudge.db.portable import insert_many_ids, insert_many_returning
+from cartnudge.db.portable import fetch_unprepared, insert_many_ids, insert_many_returning
 from cartnudge.db.types import UtcDateTime
 
 carts = table_of(Cart)
@@ -53,6 +53,10 @@ _CARTS_FOR_KEYS = select(keys_t.c.value, keys_t.c.cart_id).where(
     keys_t.c.shop_id == bindparam("shop_id"),
     keys_t.c.kind == bindparam("kind"),
     keys_t.c.value.in_(bindparam("values", expanding=True)),
+)
+_PG_CARTS_FOR_KEYS = (
+    "SELECT value, cart_id FROM cart_keys"
+    " WHERE value = ANY(%(values)s) AND kind = %(kind)s AND shop_id = %(shop_id)s"
 )
 _LOAD_BY_IDS = (
     select(carts)
@@ -141,10 +145,16 @@ class CartRepository:
         for shop_id, kind, value in triples:
             values_of.setdefault((shop_id, kind), set()).add(value)
         found: dict[tuple[int, str, str], int] = {}
+        postgres = self.conn.dialect.name == "postgresql"
         for (shop_id, kind), values in sorted(values_of.items()):
             params = {"shop_id": shop_id, "kind": kind, "values": sorted(values)}
-            for row in self.conn.execute(_CARTS_FOR_KEYS, params):
-                found[(shop_id, kind, row.value)] = row.cart_id
+            rows = (
+                fetch_unprepared(self.conn, _PG_CARTS_FOR_KEYS, params)
+                if postgres
+                else self.conn.execute(_CARTS_FOR_KEYS, params)
+            )
+            for value, cart_id in rows:
+                found[(shop_id, kind, value)] = cart_id
         return found
 
     def load_many(self, cart_ids: Iterable[int]) -> dict[int, Row[Any]]:

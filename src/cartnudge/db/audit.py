@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
 from cartnudge.db.models import AuditEntry, table_of
+from cartnudge.db.portable import insert_many
 
-_INSERT_AUDIT = insert(table_of(AuditEntry))
+_AUDIT = table_of(AuditEntry)
 
 
 def write_audit(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        conn.execute(_INSERT_AUDIT, rows)
+        insert_many(conn, _AUDIT, rows)

@@ -2,15 +2,21 @@
 
 Hot-path statements are built once and executed with parameter dicts: SQLAlchemy then
 reuses the compiled form instead of building bind parameters and cache keys per call.
+
+Many rows at once on PostgreSQL go in as one array per column, ``INSERT … SELECT … FROM
+unnest(…)``: the statement's text is the same for 1 row or 1,000, so psycopg parses it
+once and the server prepares it once, where a multi-row ``VALUES`` list is a new statement
+of thousands of placeholders at every size (measured in bench/README.md, *Intake*).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Table, func, insert, select
+from sqlalchemy import Connection, Dialect, Executable, Row, Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -37,13 +43,14 @@ def insert_ignore(
     return conn.execute(stmt, values).scalar_one_or_none()
 
 
-def insert_many_ignore(
-    conn: Connection, table: Table, rows: list[dict[str, Any]], *, conflict: Sequence[str]
-) -> None:
+def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows (each with the same keys)."""
     if not rows:
         return
-    stmt: Executable = _insert_ignore(conn.dialect.name, table, tuple(conflict), None)
-    conn.execute(stmt, rows)
+    if conn.dialect.name == "postgresql":
+        _unnest(conn, table, rows, conflict=None, returning=())
+    else:
+        conn.execute(_insert(table), rows)
 
 
 def insert_many_returning(
@@ -57,6 +64,8 @@ def insert_many_returning(
     """Multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING``: the rows that were new."""
     if not rows:
         return []
+    if conn.dialect.name == "postgresql":
+        return _unnest(conn, table, rows, conflict=tuple(conflict), returning=returning)
     stmt: Executable = _insert_many_returning(conn.dialect.name, table, tuple(conflict), returning)
     return list(conn.execute(stmt, rows))
 
@@ -68,6 +77,19 @@ def _insert_many_returning(
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
     return stmt.returning(*(table.c[name] for name in returning))
+
+
+def fetch_unprepared(conn: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Rows of a PostgreSQL query planned for these very values. psycopg prepares a
+    statement run five times, and PostgreSQL may then keep one generic plan for any values:
+    on a table growing faster than its statistics, that plan read every row of it (a key
+    lookup took 3.8 ms, planned for its values 0.7 ms)."""
+    cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params, prepare=False)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def insert_many_ids(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
@@ -83,7 +105,11 @@ def insert_many_ids(conn: Connection, table: Table, rows: list[dict[str, Any]]) 
         ids = list(range(last + 1, last + 1 + len(rows)))
         conn.execute(insert(table), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
         return ids
-    return [int(i) for i in conn.execute(_insert_returning_id(table), rows).scalars()]
+    # The rows go in in their order (ORDER BY their ordinal) and a sequence hands out
+    # ascending ids, so the returned ids sorted are the rows' ids in row order (the same
+    # reasoning SQLAlchemy's own ``sort_by_parameter_order`` uses on PostgreSQL).
+    returned = _unnest(conn, table, rows, conflict=None, returning=("id",))
+    return sorted(int(r.id) for r in returned)
 
 
 @cache
@@ -92,5 +118,66 @@ def _max_id(table: Table) -> Any:
 
 
 @cache
-def _insert_returning_id(table: Table) -> Any:
-    return insert(table).returning(table.c.id, sort_by_parameter_order=True)
+def _insert(table: Table) -> Any:
+    return insert(table)
+
+
+@dataclass(frozen=True)
+class _UnnestInsert:
+    sql: str
+    columns: tuple[str, ...]
+    defaults: tuple[Any, ...]  # Python-side scalar defaults of the columns rows leave out
+    processors: tuple[Any, ...]  # each column's bind processor (or None), as SQLAlchemy's
+
+
+def _unnest(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    conflict: tuple[str, ...] | None,
+    returning: tuple[str, ...],
+) -> list[Row[Any]]:
+    """``INSERT INTO table (…) SELECT … FROM unnest(array per column)`` on PostgreSQL."""
+    plan = _unnest_plan(conn.dialect, table, tuple(rows[0]), conflict, returning)
+    columns = [[row[name] for row in rows] for name in plan.columns]
+    columns += [[value] * len(rows) for value in plan.defaults]
+    arrays = {
+        f"c{i}": [process(v) for v in values] if process else values
+        for i, (process, values) in enumerate(zip(plan.processors, columns, strict=True))
+    }
+    result = conn.exec_driver_sql(plan.sql, arrays)
+    return list(result) if returning else []
+
+
+@cache
+def _unnest_plan(
+    dialect: Dialect,
+    table: Table,
+    columns: tuple[str, ...],
+    conflict: tuple[str, ...] | None,
+    returning: tuple[str, ...],
+) -> _UnnestInsert:
+    preparer = dialect.identifier_preparer
+    absent = [c for c in table.columns if c.name not in columns and c.default is not None]
+    if any(not c.default.is_scalar for c in absent):  # type: ignore[union-attr]
+        raise ValueError(f"{table.name}: rows leave out a column with a computed default")
+    names = columns + tuple(c.name for c in absent)
+    types = [table.c[name].type for name in names]
+    casts = [
+        f"%(c{i})b::{dialect.type_compiler_instance.process(t.dialect_impl(dialect))}[]"
+        for i, t in enumerate(types)
+    ]
+    quoted = ", ".join(preparer.quote(name) for name in names)
+    sql = f"INSERT INTO {preparer.format_table(table)} ({quoted}) SELECT {quoted} "
+    sql += f"FROM unnest({', '.join(casts)}) WITH ORDINALITY AS u ({quoted}, _n) ORDER BY _n"
+    if conflict is not None:
+        sql += f" ON CONFLICT ({', '.join(preparer.quote(c) for c in conflict)}) DO NOTHING"
+    if returning:
+        sql += " RETURNING " + ", ".join(preparer.quote(name) for name in returning)
+    return _UnnestInsert(
+        sql,
+        columns,
+        tuple(c.default.arg for c in absent),  # type: ignore[union-attr]
+        tuple(t.dialect_impl(dialect).bind_processor(dialect) for t in types),
+    )

@@ -30,6 +30,12 @@ _SET_INBOX_CART = (
     update(inbox).where(inbox.c.id == bindparam("_inbox_id")).values(cart_id=bindparam("_cart_id"))
 )
 
+_PG_SET_INBOX_CARTS = (
+    "UPDATE inbox_events SET cart_id = link.cart_id"
+    " FROM unnest(%(inbox_ids)b::bigint[], %(cart_ids)b::bigint[]) AS link (inbox_id, cart_id)"
+    " WHERE inbox_events.id = link.inbox_id"
+)
+
 
 class InboxRepository:
     def __init__(self, conn: Connection) -> None:
@@ -70,7 +76,15 @@ class InboxRepository:
 
     def link_carts(self, links: Sequence[dict[str, int]]) -> None:
         """Note the cart each delivery moved (``_inbox_id``, ``_cart_id``)."""
-        if links:
+        if not links:
+            return
+        if self.conn.dialect.name == "postgresql":  # one statement, not one per delivery
+            params = {
+                "inbox_ids": [link["_inbox_id"] for link in links],
+                "cart_ids": [link["_cart_id"] for link in links],
+            }
+            self.conn.exec_driver_sql(_PG_SET_INBOX_CARTS, params)
+        else:
             self.conn.execute(_SET_INBOX_CART, links)
 
     def dead(self, shop_id: int | None = None) -> list[Any]:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, String, bindparam, func, insert, select, update
 
 from cartnudge.db.models import STOP_KINDS, ConsentEntry, ConsentKind, Send, table_of
+from cartnudge.db.portable import insert_many
 from cartnudge.db.types import UtcDateTime
 
 ledger = table_of(ConsentEntry)
@@ -53,7 +54,7 @@ class LedgerRepository:
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self.conn.execute(insert(ledger), rows)
+            insert_many(self.conn, ledger, rows)
 
     def stops(self, shop_id: int, email_keys: Iterable[str]) -> dict[str, ConsentKind]:
         """For each of these keys with a stop entry, the kind of its first one."""
