@@ -7,10 +7,18 @@ GIL meanwhile) and, on SQLite, the ingest writer. A child never outlives ``serve
 given serve's pid and exits when serve is gone, even after a kill -9 (see ``parent_gone``);
 ``serve`` restarts a child that dies and stops each with SIGTERM, waiting for it to finish
 what it was doing.
+
+At start-up the children are forked from ``serve`` itself, once it has imported what they
+run and frozen those objects out of the garbage collector's reach (``preload``): the pages
+holding SQLAlchemy, the models and the rest are then shared, not loaded three times over
+(bench/README.md, *Memory*). A fork is only taken while ``serve`` has no other thread; a
+child restarted later, with uvicorn and the watchers running, is a fresh interpreter.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
 import logging
 import os
 import signal
@@ -18,6 +26,10 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
+from typing import Protocol
+
+import setproctitle
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +39,86 @@ STOP_TIMEOUT_S = 30.0
 PARENT_CHECK_S = 0.5  # how often a child checks that serve is still there
 
 
+class _Process(Protocol):
+    """What a child is to its watcher: a ``subprocess.Popen`` or a ``_Forked``."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def kill(self) -> None: ...
+
+
+class _Forked:
+    """A forked child, with the part of ``Popen``'s interface a watcher uses. Reaped by
+    polling under a lock, so the watcher thread and ``stop`` never race for its status."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._lock = threading.Lock()
+
+    def poll(self) -> int | None:
+        with self._lock:
+            if self.returncode is None:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(0.05)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def preload(*modules: str) -> None:
+    """Import what the children will run and move every object so far out of the garbage
+    collector's generations: a collection in a child then does not write to (and so copy)
+    the pages it shares with ``serve``."""
+    for module in modules:
+        importlib.import_module(module)
+    gc.collect()
+    gc.freeze()
+
+
 class Child:
-    """Runs ``python -m <module> <args> --parent <this pid>`` and keeps it running."""
+    """Runs ``<module>.main([*args, "--parent", <this pid>])`` in a child process, forked
+    from this one while it has no other thread (else ``python -m <module>``), and keeps it
+    running."""
 
     def __init__(
         self, name: str, module: str, args: list[str], env: dict[str, str] | None = None
     ) -> None:
         self.name, self.module, self.args = name, module, args
         self.env = dict(os.environ if env is None else env)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: _Process | None = None
         self.restarts = 0
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start the child and wait until it is ready (``ready``)."""
+    def start(self, *, watch: bool = True) -> None:
+        """Start the child and wait until it is ready (``ready``); then watch it, unless
+        another child is still to be forked first (``watch`` later)."""
         self._spawn()
         self._wait_ready()
+        if watch:
+            self.watch()
+
+    def watch(self) -> None:
+        """Restart the child whenever it exits, until ``stop``."""
         self._watcher = threading.Thread(target=self._watch, name=f"{self.name}-watch", daemon=True)
         self._watcher.start()
 
@@ -67,17 +142,25 @@ class Child:
         return True
 
     def _spawn(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", self.module, *self.args, "--parent", str(os.getpid())],
-            env=self.env,
-        )
+        argv = [*self.args, "--parent", str(os.getpid())]
+        if threading.active_count() > 1:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", self.module, *argv], env=self.env
+            )
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; its work is tested through serve
+            _run_forked(self.module, argv, self.env)
+        self.process = _Forked(pid)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         assert self.process is not None
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start (code {self.process.returncode})")
+            if (code := self.process.poll()) is not None:
+                raise RuntimeError(f"{self.name} exited at start (code {code})")
             if self.ready():
                 return
             time.sleep(0.02)
@@ -100,6 +183,31 @@ class Child:
                 self._wait_ready()
             except Exception:
                 log.exception("%s restart failed; trying again", self.name)
+
+
+def _run_forked(module: str, argv: list[str], env: dict[str, str]) -> None:
+    """In a forked child: become ``python -m module argv`` and never return to serve's code."""
+    code = 1
+    try:
+        # serve's own handlers (SIGTERM unwinds serve) are not the child's; its main sets
+        # what it needs.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # Named in ps, pgrep and /proc as the same child started by exec would be (before
+        # the environment changes: setproctitle may reuse its memory).
+        setproctitle.setproctitle(" ".join([sys.executable, "-m", module, *argv]))
+        os.environ.clear()
+        os.environ.update(env)
+        importlib.import_module(module).main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def parent_gone(parent: int) -> bool:

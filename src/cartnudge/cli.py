@@ -154,20 +154,25 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
     import uvicorn
 
     from cartnudge.app import create_app
-    from cartnudge.children import Child
+    from cartnudge.children import Child, preload
     from cartnudge.intake.writer_process import WriterProcess
     from cartnudge.logs import logging_config
 
     rt = runtime()
+    rt.migrate_apart = True
     if "CARTNUDGE_PUBLIC_URL" not in os.environ:
         rt.settings.public_url = f"http://{host}:{port}"
         os.environ["CARTNUDGE_PUBLIC_URL"] = rt.settings.public_url  # for worker processes
     _ensure_demo_shop(rt)
     record_server(rt.settings.home, _local_url(host, port), rt.settings.public_url)
+    # The children are forked from this process: what they run is imported here, once,
+    # and its pages shared (see cartnudge.children); no database connection crosses a fork.
+    preload("cartnudge.worker", "cartnudge.intake.remote", "cartnudge.intake.writer")
+    rt.engine.dispose()
     # One writer process commits for every web process, on a core of its own (see
     # cartnudge.intake.writer_process): the web processes verify and parse.
     writer = WriterProcess()
-    writer.start()
+    writer.start(watch=False)
     rt.settings.ingest_socket = writer.socket_path
     os.environ["CARTNUDGE_INGEST_SOCKET"] = str(writer.socket_path)  # for web workers
     # The loops in a process of their own (see cartnudge.children), after the writer.
@@ -177,7 +182,9 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
     log_config = logging_config(rt.settings.log_level)
     try:
         if loops is not None:
-            loops.start()
+            loops.start(watch=False)
+            loops.watch()
+        writer.watch()
         if workers > 1:
             # Each process builds its own app from the environment.
             uvicorn.run(

@@ -101,6 +101,7 @@ class Runtime:
     def __init__(self) -> None:
         self.settings = Settings()
         self._engine: Any = None
+        self.migrate_apart = False  # migrate in a child process (``serve``: see db.migrate)
         # An explicit CARTNUDGE_PUBLIC_URL wins; else the running server's address.
         self.server = None if PUBLIC_URL_ENV in os.environ else running_server(self.settings.home)
         if self.server is not None and isinstance(self.server.get("public_url"), str):
@@ -118,11 +119,11 @@ class Runtime:
     def engine(self) -> Any:
         if self._engine is None:
             from cartnudge.db.engine import make_engine
-            from cartnudge.db.migrate import upgrade
+            from cartnudge.db.migrate import upgrade, upgrade_apart
 
             try:
                 self._engine = make_engine(self.settings.resolved_database_url)
-                upgrade(self._engine)
+                (upgrade_apart if self.migrate_apart else upgrade)(self._engine)
             except Exception as exc:
                 fail(f"database {_shown(self.settings.resolved_database_url)}: {exc}")
         return self._engine
