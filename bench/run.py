@@ -43,6 +43,9 @@ PERCENTILES = ("p50", "p95", "p99", "p99.9", "max")
 DUE_PERCENTILES = ("claim_p50", "claim_p99", "claim_max", "send_p50", "send_p99")
 TARGET_CARTS_S = 5000.0  # the timing issue: ≥ 5,000 carts/s decided
 TARGET_EMAILS_S = 500.0  # the timing issue: ≥ 500 emails/s delivered
+TARGET_PG_HTTP_EVENTS_S = 2000.0  # the hardening issue: ≥ 2,000 events/s through HTTP, PostgreSQL
+TARGET_PG_HTTP_RATIO = 0.70  # … and ≥ 70 % of the in-process figure
+TARGET_SERVE_PSS_MIB = 120.0  # the hardening issue: serve ≤ 120 MiB PSS, idle and at a million
 FIGURES = (
     *INTAKE_FIGURES,
     "waiter",
@@ -557,11 +560,24 @@ def targets(figures: dict[str, Any], opts: Options) -> list[str]:
         ("waiter_pg", TARGET_CARTS_S, "carts/s", "decided on PostgreSQL"),
         ("deliver", TARGET_EMAILS_S, "emails/s", "delivered on SQLite"),
         ("deliver_pg", TARGET_EMAILS_S, "emails/s", "delivered on PostgreSQL"),
+        ("ingest_http_pg", TARGET_PG_HTTP_EVENTS_S, "events/s", "through HTTP on PostgreSQL"),
     ):
         value = figures.get(key, {}).get("summary", {}).get("median")
         if value is not None:
             met = "met" if value >= target else "**missed**"
             lines.append(f"- ≥ {target:,.0f} {unit} {what}: {_num(value)} {unit} — {met}")
+    ratio = figures.get("ratio_ingest_http_pg_to_inprocess_pg")
+    if isinstance(ratio, float | int):
+        met = "met" if ratio >= TARGET_PG_HTTP_RATIO else "**missed**"
+        lines.append(
+            f"- HTTP ≥ {TARGET_PG_HTTP_RATIO:.0%} of in-process on PostgreSQL: {ratio:.2f} — {met}"
+        )
+    for key, what in (("memory_idle", "idle"), ("memory_million", "with 1,000,000 open carts")):
+        value = figures.get(key, {}).get("summary", {}).get("median")
+        if value is not None:
+            met = "met" if value <= TARGET_SERVE_PSS_MIB else "**missed**"
+            limit = f"{TARGET_SERVE_PSS_MIB:.0f} MiB PSS {what}"
+            lines.append(f"- `serve` ≤ {limit}: {_num(value, 1)} MiB — {met}")
     return lines
 
 

@@ -177,7 +177,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
     os.environ["CARTNUDGE_INGEST_SOCKET"] = str(writer.socket_path)  # for web workers
     # The loops in a process of their own (see cartnudge.children), after the writer.
     loops = Child("loops", "cartnudge.worker", []) if with_loops else None
-    # uvicorn applies it again in each of its processes: its server and access lines
+    # uvicorn applies it in each web process it starts: its server and access lines
     # (one per request) come out as JSON lines too.
     log_config = logging_config(rt.settings.log_level)
     try:
@@ -200,7 +200,10 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
                 create_app(rt.settings, engine=rt.engine),
                 host=host,
                 port=port,
-                log_config=log_config,
+                # This process has that configuration already (the command's start):
+                # applying it again would walk every logger and copy the pages it shares
+                # with the children it forked.
+                log_config=None,
             )
     finally:
         forget_server(rt.settings.home)

@@ -203,12 +203,20 @@ def logging_config(level: str | int) -> dict[str, Any]:
     }
 
 
+_configured: dict[str, int] = {}  # the level this process (or the one it forked from) set
+
+
 def configure_logging(level: str | int) -> None:
     """Send every record of this process, at ``level`` and above, to stderr as JSON lines.
-    Raises ``ValueError`` for a level name logging does not know."""
+    Raises ``ValueError`` for a level name logging does not know. A child forked from a
+    process that did this already has it: configuring again would walk every logger and
+    copy the pages it shares with its parent (about 3 MiB, bench/README.md *Memory*)."""
     import logging.config
 
+    if _configured.get("level") == _level(level):
+        return
     logging.config.dictConfig(logging_config(level))
+    _configured["level"] = _level(level)
 
 
 def _level(level: str | int) -> int:
