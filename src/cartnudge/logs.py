@@ -203,7 +203,8 @@ def logging_config(level: str | int) -> dict[str, Any]:
     }
 
 
-_configured: dict[str, int] = {}  # the level this process (or the one it forked from) set
+# What this process (or the one it was forked from) set: the level and the root's handlers.
+_configured: dict[str, object] = {}
 
 
 def configure_logging(level: str | int) -> None:
@@ -213,10 +214,11 @@ def configure_logging(level: str | int) -> None:
     copy the pages it shares with its parent (about 3 MiB, bench/README.md *Memory*)."""
     import logging.config
 
-    if _configured.get("level") == _level(level):
+    root = logging.getLogger()
+    if _configured == {"level": _level(level), "handlers": tuple(root.handlers)}:
         return
     logging.config.dictConfig(logging_config(level))
-    _configured["level"] = _level(level)
+    _configured.update(level=_level(level), handlers=tuple(root.handlers))
 
 
 def _level(level: str | int) -> int:
