@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from cartnudge.cli import app
+from cartnudge.cli_support import SERVER_FILE
 from cartnudge.clock import system_clock
 from cartnudge.intake.examples import LANES, example_request, storefront_event, stripe_expired_event
 from cartnudge.shops.repository import ShopRecord
@@ -335,3 +337,27 @@ def test_an_unreachable_database_is_named_without_its_password(
     assert result.exit_code == 2
     assert f"127.0.0.1:{port}" in result.output and "owner:***@" in result.output
     assert "s3cret-pw" not in result.output
+
+
+def test_serve_names_an_unreachable_database_from_its_migration_child(tmp_path: Any) -> None:
+    """``serve`` migrates in a child process of its own; what the child hit is what the
+    operator reads, with the password masked, and serve starts nothing else."""
+    port = free_port()  # nothing listens there
+    url = f"postgresql+psycopg://owner:s3cret-pw@127.0.0.1:{port}/cartnudge"
+    env = {**os.environ, "CARTNUDGE_DATABASE_URL": url, "CARTNUDGE_HOME": str(tmp_path)}
+    cli = Path(sys.executable).with_name("cartnudge")
+
+    done = subprocess.run(
+        [str(cli), "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr and "owner:***@" in done.stderr
+    assert "connection" in done.stderr.lower()  # the child's own error, not a bare failure
+    assert "s3cret-pw" not in done.stdout + done.stderr
+    assert not (tmp_path / SERVER_FILE).exists()  # it never got as far as serving

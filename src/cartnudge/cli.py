@@ -194,6 +194,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
                 port=port,
                 workers=workers,
                 log_config=log_config,
+                ws="none",  # no websockets here: their library is not loaded at all
             )
         else:
             uvicorn.run(
@@ -204,6 +205,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
                 # applying it again would walk every logger and copy the pages it shares
                 # with the children it forked.
                 log_config=None,
+                ws="none",
             )
     finally:
         forget_server(rt.settings.home)
