@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from cartnudge.clock import FrozenClock
+from cartnudge.db.engine import make_engine
 from cartnudge.intake.examples import storefront_event
 from cartnudge.intake.lanes import parse_payload
 from cartnudge.intake.remote import RemoteWriter, WriterServer
@@ -66,3 +67,30 @@ def test_no_writer_process_means_503_not_a_lost_delivery(shop: ShopRecord, tmp_p
 
     with pytest.raises(StorageUnavailable):
         asyncio.run(send())
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_batch_on_a_dead_connection_is_retried_on_a_new_one(
+    engine: Engine, shop: ShopRecord, clock: FrozenClock
+) -> None:
+    """The writer's pool does not test a connection before each batch (a round trip per
+    batch); a connection the server has dropped fails the batch's first statement, and the
+    batch is then written on a new connection instead of answered 503."""
+    own = make_engine(engine.url.render_as_string(hide_password=False), pre_ping=False)
+    writer = IngestWriter(own, clock)
+    try:
+        [first] = writer.write_batch([delivery(shop, 1)])
+        with own.connect() as conn:  # the connection the pool will hand out next
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with engine.connect() as admin:
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            admin.commit()
+
+        [second] = writer.write_batch([delivery(shop, 2)])
+    finally:
+        own.dispose()
+
+    assert not isinstance(first, StorageUnavailable) and first.status == "applied"
+    assert not isinstance(second, StorageUnavailable), second
+    assert second.status == "applied"
+    assert stored_counts(engine)["inbox_events"] == 2

@@ -32,8 +32,12 @@ def _json_dumps(value: Any) -> str:
 _JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 
 
-def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
-    """Create an engine. SQLite gets WAL and a busy timeout; PostgreSQL a sized pool."""
+def make_engine(
+    url: str, *, pool_size: int = 5, echo: bool = False, pre_ping: bool = True
+) -> Engine:
+    """Create an engine. SQLite gets WAL and a busy timeout; PostgreSQL a sized pool whose
+    connections are tested with a round trip before each use, unless ``pre_ping`` is off
+    for a caller that retries on a dropped connection itself (the ingest writer)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -55,7 +59,7 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
         **_JSON,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
     )
 

@@ -52,6 +52,13 @@ def _is_race(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _PG_RACE_CODES
 
 
+def _is_dropped(exc: BaseException) -> bool:
+    """The connection was dead (the server restarted, a proxy closed it): the pool has
+    discarded it, and the batch can be tried again on a new one. Nothing was committed,
+    or, if the commit itself was cut off, the inbox answers the retry as a replay."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -146,9 +153,10 @@ class IngestWriter:
                 with writing(self.engine, "ingest") as conn:
                     return ingest_batch(conn, deliveries, self.clock())
             except Exception as exc:
-                if attempt == RACE_RETRIES or not _is_race(exc):
+                if attempt == RACE_RETRIES or not (_is_race(exc) or _is_dropped(exc)):
                     raise
-                log.info("batch raced another writer (%s); retrying", type(exc).__name__)
+                why = "its connection was dead" if _is_dropped(exc) else "it raced another writer"
+                log.info("batch retried: %s (%s)", why, type(exc).__name__)
         raise AssertionError("unreachable")
 
     def _write_one(self, delivery: Delivery) -> Result:

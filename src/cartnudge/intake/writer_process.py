@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     # Ctrl-C reaches the whole process group; serve decides when the writer stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    engine = make_engine(settings.resolved_database_url)
+    # No test round trip before each batch: the writer retries a batch whose connection
+    # turns out to be dead (IngestWriter), which is rarer than batches by far.
+    engine = make_engine(settings.resolved_database_url, pre_ping=False)
     server = WriterServer(
         IngestWriter(engine, system_clock, batch_max=settings.ingest_batch_max), args.socket
     )
