@@ -20,8 +20,15 @@ from cartnudge.config import Settings
 from cartnudge.db.engine import make_engine
 from cartnudge.db.session import reading
 from cartnudge.http import json_response
-from cartnudge.intake.endpoints import IntakeContext, Webhooks
-from cartnudge.intake.endpoints import openapi_paths as intake_paths
+from cartnudge.intake.endpoints import (
+    SHOPIFY_LANE,
+    STOREFRONT_LANE,
+    STRIPE_LANE,
+    IntakeContext,
+    Lane,
+    Webhooks,
+    openapi_paths,
+)
 from cartnudge.intake.remote import RemoteWriter
 from cartnudge.intake.writer import IngestWriter
 from cartnudge.measurement.exposition import latest
@@ -31,7 +38,7 @@ from cartnudge.tracking.endpoints import tracking_router
 DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's scripts, styles and icon
 
 
-def _publish_schemas(app: FastAPI) -> None:
+def _publish_schemas(app: FastAPI, lanes: tuple[Lane, ...]) -> None:
     """Add the webhook lanes (plain routes that read raw bytes) and the models they
     validate themselves to the OpenAPI document."""
     from typing import Any
@@ -47,7 +54,7 @@ def _publish_schemas(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(model.pop("$defs", {}))
             components["StorefrontEvent"] = model
-            schema.setdefault("paths", {}).update(intake_paths)
+            schema.setdefault("paths", {}).update(openapi_paths(lanes))
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -106,7 +113,9 @@ def create_app(
     app.state.engine = engine
     intake = IntakeContext(ShopCache(engine), writer, clock)
     app.state.intake = intake
-    _publish_schemas(app)
+    # The webhook lanes this app serves, in the order a cart's first event usually arrives.
+    lanes = (SHOPIFY_LANE, STRIPE_LANE, STOREFRONT_LANE)
+    _publish_schemas(app, lanes)
 
     app.include_router(tracking_router(engine, settings.signing_key, clock))
 
@@ -128,7 +137,7 @@ def create_app(
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return Front(app, Webhooks(intake))
+    return Front(app, Webhooks(intake, lanes))
 
 
 def app_from_environment() -> Front:

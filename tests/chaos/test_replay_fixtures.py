@@ -39,7 +39,13 @@ from cartnudge.db.models import (
     table_of,
 )
 from cartnudge.db.session import reading
-from cartnudge.intake.endpoints import IntakeContext, Webhooks
+from cartnudge.intake.endpoints import (
+    SHOPIFY_LANE,
+    STOREFRONT_LANE,
+    STRIPE_LANE,
+    IntakeContext,
+    Webhooks,
+)
 from cartnudge.intake.examples import (
     ExampleRequest,
     signed_shopify,
@@ -288,7 +294,10 @@ async def in_batches(
     """Every delivery through the lanes, cut into batches of random size, each committed
     as one transaction. Returns the number of batches."""
     gathering = Gathering(IngestWriter(engine, clock))
-    lanes = Webhooks(IntakeContext(ShopCache(engine), gathering, clock))
+    lanes = Webhooks(
+        IntakeContext(ShopCache(engine), gathering, clock),
+        (SHOPIFY_LANE, STRIPE_LANE, STOREFRONT_LANE),
+    )
     batches = 0
     transport = httpx.ASGITransport(app=lanes)
     async with httpx.AsyncClient(transport=transport, base_url="http://lanes") as client:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -33,20 +33,25 @@ from cartnudge.shops.repository import ShopRecord
 # The lanes are one plain ASGI app (``Webhooks``), not FastAPI or Starlette routes: their
 # per-request machinery (parameters, routing, Request and Response objects) cost more than
 # verifying, parsing and storing a webhook. They are described in the OpenAPI document by
-# hand (``openapi_paths``).
-lanes: list[tuple[str, str | None, LaneRules]] = []  # path, its prefix if it ends in a slug
+# hand (``openapi_paths``). Which lanes an app serves is chosen where it is composed
+# (``cartnudge.app.create_app``).
 MAX_DELIVERY_ID = 255  # inbox_events.external_id
 MAX_TOPIC = 64  # inbox_events.topic
-openapi_paths: dict[str, dict[str, Any]] = {}
 
 
-def _serve(
-    path: str, rules: LaneRules, summary: str, operation: str, extra: dict[str, Any]
-) -> None:
-    """Serve a lane at ``path`` (at most one ``{slug}``, at its end) and document it."""
+@dataclass(frozen=True)
+class Lane:
+    """A lane served at ``path`` (at most one ``{slug}``, at its end), and its OpenAPI."""
+
+    path: str
+    prefix: str | None  # the path before its slug, if it has one
+    rules: LaneRules
+    openapi: dict[str, Any]
+
+
+def _lane(path: str, rules: LaneRules, summary: str, operation: str, extra: dict[str, Any]) -> Lane:
     params = re.findall(r"{(\w+)}", path)
     prefix = path[: path.index("{")] if params else None
-    lanes.append((path, prefix, rules))
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in params
@@ -62,7 +67,12 @@ def _serve(
         "200": {"description": "stored (or a replay); body says applied, duplicate or dead"},
         **extra["responses"],
     }
-    openapi_paths[path] = {"post": operation_doc}
+    return Lane(path, prefix, rules, {"post": operation_doc})
+
+
+def openapi_paths(lanes: Sequence[Lane]) -> dict[str, dict[str, Any]]:
+    """The OpenAPI ``paths`` of these lanes."""
+    return {lane.path: lane.openapi for lane in lanes}
 
 
 class Refused(Exception):
@@ -268,10 +278,10 @@ async def receive(context: IntakeContext, inbound: Inbound, lane: LaneRules) -> 
 class Webhooks:
     """The ASGI app for every path under ``/webhooks/``."""
 
-    def __init__(self, context: IntakeContext) -> None:
+    def __init__(self, context: IntakeContext, lanes: Sequence[Lane]) -> None:
         self.context = context
-        self.exact = {path: lane for path, prefix, lane in lanes if prefix is None}
-        self.by_prefix = [(prefix, lane) for _, prefix, lane in lanes if prefix is not None]
+        self.exact = {lane.path: lane.rules for lane in lanes if lane.prefix is None}
+        self.by_prefix = [(lane.prefix, lane.rules) for lane in lanes if lane.prefix is not None]
 
     def match(self, path: str) -> tuple[LaneRules, str] | None:
         lane = self.exact.get(path)
@@ -375,7 +385,7 @@ STOREFRONT = LaneRules(
     identify=lambda inbound, payload: (inbound.headers["webhook-id"], _topic(payload), None),
     dead_status=422,
 )
-_serve(
+SHOPIFY_LANE = _lane(
     "/webhooks/shopify",
     SHOPIFY,
     "Shopify webhooks (checkouts, carts, orders, compliance)",
@@ -389,14 +399,14 @@ _serve(
         }
     ),
 )
-_serve(
+STRIPE_LANE = _lane(
     "/webhooks/stripe/{shop_slug}",
     STRIPE,
     "Stripe Checkout events",
     "stripe_webhook",
     _documented({"Stripe-Signature": "t=<unix time>,v1=<hex HMAC-SHA256>; 300 s tolerance"}),
 )
-_serve(
+STOREFRONT_LANE = _lane(
     "/webhooks/storefront/{shop_slug}",
     STOREFRONT,
     "Any storefront (Standard Webhooks)",

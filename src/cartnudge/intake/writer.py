@@ -1,10 +1,12 @@
 """The ingest writer: group commit for webhook deliveries.
 
-Each web process has one writer thread. Requests hand it a verified delivery and wait;
-it takes every delivery queued at that moment (up to a batch limit), applies them all in
-one transaction, commits, and only then releases the waiting requests. One commit (one
-fsync) then covers many acknowledgements, which is what lets a small machine keep up with
-a flash sale while never answering 2xx before the data is on disk.
+``serve`` runs it in the ingest writer process, fed over a socket (``remote.py``); an app
+built without that socket (tests, embedding) runs it as a thread of its own. Requests hand
+it a verified delivery and wait; it takes every delivery queued at that moment (up to a
+batch limit), applies them all in one transaction, commits, and only then releases the
+waiting requests. One commit (one fsync) then covers many acknowledgements, which is what
+lets a small machine keep up with a flash sale while never answering 2xx before the data is
+on disk.
 
 If a batch fails, it is rolled back and replayed one delivery per transaction, so one bad
 delivery cannot take its neighbours down; one that still fails is kept as a dead letter.
