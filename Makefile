@@ -10,7 +10,7 @@ PORT ?= 8000
 # recompiles its imports (seconds per CLI call), so this project's commands write it.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test install lint format types unit bench chaos soak redis lock clean
+.PHONY: run test install lint format types unit bench chaos soak redis postgres lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/cartnudge serve --host $(HOST) --port $(PORT)
 
-test: install
+# The tests and benchmarks start a private PostgreSQL from the machine's server binaries
+# (cartnudge.testing.postgres looks where this does): Debian's postgresql when none is there.
+postgres:
+	@[ -n "$$PG_BINDIR" ] || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq postgresql; }
+
+test: install postgres
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
@@ -41,11 +47,11 @@ format: install
 redis:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
-bench: install redis
+bench: install redis postgres
 	$(BIN)/python -m bench.run
 
 # The fault and fuzz suites at full length (`make test` runs them short).
-chaos: install
+chaos: install postgres
 	CARTNUDGE_CHAOS=full $(BIN)/pytest -q -p no:cacheprovider --timeout 3600 tests/chaos tests/fuzz
 
 # Ten minutes at 1,000 events/s with reminders flowing; not part of CI.
