@@ -101,7 +101,3 @@ class Settings(BaseSettings):
     def exports_dir(self) -> Path:
         """Where answers to data requests are written, one folder per shop."""
         return self.home / "exports"
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.resolved_database_url.startswith("sqlite")

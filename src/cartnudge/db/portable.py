@@ -20,29 +20,6 @@ from sqlalchemy import Connection, Dialect, Executable, Row, Table, func, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
 
-@cache
-def _insert_ignore(
-    dialect: str, table: Table, conflict: tuple[str, ...], returning: str | None
-) -> Any:
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
-    return stmt.returning(table.c[returning]) if returning else stmt
-
-
-def insert_ignore(
-    conn: Connection,
-    table: Table,
-    values: dict[str, Any],
-    *,
-    conflict: Sequence[str],
-    returning: str = "id",
-) -> Any | None:
-    """``INSERT … ON CONFLICT DO NOTHING``; returns the new row's ``returning`` column,
-    or ``None`` when the row already existed (the dedupe answer)."""
-    stmt: Executable = _insert_ignore(conn.dialect.name, table, tuple(conflict), returning)
-    return conn.execute(stmt, values).scalar_one_or_none()
-
-
 def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert rows (each with the same keys)."""
     if not rows:
