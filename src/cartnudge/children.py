@@ -3,7 +3,7 @@
 ``serve`` is one command but several processes: the web process, the waiter and sender
 loops (each process has its own GIL, so the loops' work never holds up an answer to a
 webhook, and a loop holding SQLite's write lock is never waiting for the web process's
-GIL meanwhile) and, on SQLite, the ingest writer. A child never outlives ``serve``: it is
+GIL meanwhile) and the ingest writer. A child never outlives ``serve``: it is
 given serve's pid and exits when serve is gone, even after a kill -9 (see ``parent_gone``);
 ``serve`` restarts a child that dies and stops each with SIGTERM, waiting for it to finish
 what it was doing.
