@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Executable, Row, Table, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 
 def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -43,16 +43,15 @@ def insert_many_returning(
         return []
     if conn.dialect.name == "postgresql":
         return _unnest(conn, table, rows, conflict=tuple(conflict), returning=returning)
-    stmt: Executable = _insert_many_returning(conn.dialect.name, table, tuple(conflict), returning)
+    stmt: Executable = _sqlite_insert_many_returning(table, tuple(conflict), returning)
     return list(conn.execute(stmt, rows))
 
 
 @cache
-def _insert_many_returning(
-    dialect: str, table: Table, conflict: tuple[str, ...], returning: tuple[str, ...]
+def _sqlite_insert_many_returning(
+    table: Table, conflict: tuple[str, ...], returning: tuple[str, ...]
 ) -> Any:
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
     return stmt.returning(*(table.c[name] for name in returning))
 
 
