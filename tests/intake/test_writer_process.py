@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -13,10 +15,19 @@ from sqlalchemy import Engine
 
 from cartnudge.clock import FrozenClock
 from cartnudge.db.engine import make_engine
+from cartnudge.events import CartEvent, EventKind, Item, KeyKind, OrderInfo, Unapplicable
 from cartnudge.intake.examples import storefront_event
 from cartnudge.intake.lanes import parse_payload
-from cartnudge.intake.remote import RemoteWriter, WriterServer
-from cartnudge.intake.service import Delivery
+from cartnudge.intake.remote import (
+    RemoteWriter,
+    WriterServer,
+    _delivery,
+    _frame,
+    _request,
+    _requests,
+)
+from cartnudge.intake.service import Delivery, Parsed
+from cartnudge.intake.shopify import ComplianceRequest
 from cartnudge.intake.writer import IngestWriter, StorageUnavailable
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0
@@ -94,3 +105,71 @@ def test_a_batch_on_a_dead_connection_is_retried_on_a_new_one(
     assert not isinstance(second, StorageUnavailable), second
     assert second.status == "applied"
     assert stored_counts(engine)["inbox_events"] == 2
+
+
+def test_every_kind_of_delivery_crosses_the_socket_unchanged(shop: ShopRecord) -> None:
+    """A delivery is rebuilt on the writer's side as it was made: a full cart event (an
+    order with refunds, items, keys, an instant with an offset), a compliance request and
+    a dead letter's reason alike."""
+    at = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=-5)))
+    event = CartEvent(
+        source="shopify",
+        external_id="d-1",
+        topic="orders/create",
+        kind=EventKind.ORDER_PLACED,
+        occurred_at=at,
+        keys=((KeyKind.SHOPIFY_CART, "tok"), (KeyKind.SHOPIFY_CHECKOUT, "chk")),
+        items=(Item("Mug", 2, 1200, sku="M", variant="Blue"), Item("Tea", 1)),
+        currency="EUR",
+        total_minor=2400,
+        tax_minor=400,
+        email="a@example.com",
+        accepts_marketing=False,
+        order=OrderInfo("o-1", at, 2400, "EUR", cancelled_at=at, refunds=(("r1", 500),)),
+    )
+    parsed: list[Parsed] = [event, ComplianceRequest("customers/redact"), Unapplicable("why")]
+    for n, value in enumerate(parsed):
+        sent = Delivery(shop, "shopify", f"d-{n}", "topic", '{"a": 1}', value, at)
+        frame = _frame(_request(n, sent))
+        request_id, got = _delivery(_requests.decode(frame[4:]))
+        assert request_id == n
+        if isinstance(value, Unapplicable):  # exceptions compare by identity
+            assert isinstance(got.parsed, Unapplicable) and str(got.parsed) == "why"
+            got = replace(got, parsed=value)
+        assert got == sent
+    assert event.version == got.parsed.version if isinstance(got.parsed, CartEvent) else True
+
+
+def test_a_frame_the_writer_cannot_read_is_a_503_and_the_writer_goes_on(
+    engine: Engine, shop: ShopRecord, clock: FrozenClock, tmp_path: Path
+) -> None:
+    server = WriterServer(IngestWriter(engine, clock), tmp_path / "ingest.sock")
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=lambda: [server.serve_once(timeout=0.05) for _ in iter(stop.is_set, True)],
+        daemon=True,
+    )
+    thread.start()
+
+    async def garbled_then_good() -> str:
+        bad = RemoteWriter(server.path)
+        writer = await bad._connect()
+        pending = asyncio.ensure_future(bad.deliver(delivery(shop, 1)))
+        await asyncio.sleep(0)  # queued, not yet flushed: spoil the frame before it leaves
+        bad._outgoing = [b"\x00\x00\x00\x03\xc1\xc1\xc1"]  # 0xc1 is never valid msgpack
+        bad._flush(writer)
+        with pytest.raises(StorageUnavailable):
+            await asyncio.wait_for(pending, 10)
+        good = RemoteWriter(server.path)
+        outcome = await good.deliver(delivery(shop, 2))
+        good.stop()
+        return outcome.status
+
+    try:
+        status = asyncio.run(garbled_then_good())
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert status == "applied"
+    assert stored_counts(engine)["inbox_events"] == 1
