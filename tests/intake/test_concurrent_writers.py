@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from concurrent.futures import Future
 from datetime import timedelta
+from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import Engine, func, select
 
 from cartnudge.clock import FrozenClock
@@ -15,6 +18,7 @@ from cartnudge.db.models import Cart, CartKey, table_of
 from cartnudge.db.session import reading
 from cartnudge.intake.examples import storefront_event
 from cartnudge.intake.lanes import parse_payload
+from cartnudge.intake.repository import InboxRepository
 from cartnudge.intake.service import Delivery, Outcome
 from cartnudge.intake.writer import IngestWriter
 from cartnudge.shops.repository import ShopRecord
@@ -77,3 +81,39 @@ def test_two_writers_never_make_two_carts_for_one_key(
         )).scalar_one()  # fmt: skip
     assert orphans == 0
     assert latest == CARTS
+
+
+def test_a_delivery_recorded_by_another_writer_meanwhile_is_a_replay_not_a_second_apply(
+    engine: Engine,
+    shop: ShopRecord,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Deliveries are applied before their inbox rows go in; another writer can record the
+    same delivery after this batch looked for it. The insert finds it there, the batch is
+    rolled back and tried again as a race (not logged as a failure), and answers it as the
+    replay it is."""
+    first, again = deliveries(shop)[0], deliveries(shop)[0]
+    writer = IngestWriter(engine, clock)
+    [recorded] = writer.write_batch([first])
+    assert isinstance(recorded, Outcome) and recorded.status == "applied"
+    before = stored_counts(engine)
+
+    looked = InboxRepository.recorded
+    blind = iter([True])  # the first look happened before the other writer committed
+
+    def recorded_meanwhile(self: InboxRepository, identities: Any) -> Any:
+        return {} if next(blind, False) else looked(self, identities)
+
+    monkeypatch.setattr(InboxRepository, "recorded", recorded_meanwhile)
+    with caplog.at_level(logging.INFO, logger="cartnudge.intake.writer"):
+        [replayed] = writer.write_batch([again])
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "batch retried: it raced another writer (ConcurrentChange)"
+    ]
+    assert isinstance(replayed, Outcome)
+    assert (replayed.status, replayed.inbox_id) == ("duplicate", recorded.inbox_id)
+    assert replayed.cart_id == recorded.cart_id
+    assert stored_counts(engine) == before

@@ -1,7 +1,7 @@
 """Ingest stays fast as the tables grow: on SQLite, every query and update a delivery runs
 finds its rows through an index, never by reading a whole table; on PostgreSQL, finding a
-batch's carts by their keys reads those keys, before any ANALYZE and after psycopg has
-prepared the statement."""
+batch's carts by their keys, and its replays by their ids, reads only those rows, before
+any ANALYZE and after psycopg has prepared the statement."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 
 from cartnudge.carts.repository import CartRepository
 from cartnudge.db.models import Base
 from cartnudge.db.session import writing
+from cartnudge.intake.repository import InboxRepository
 from cartnudge.shops.repository import ShopRecord
 from tests.intake.test_shuffled_delivery import deliver_all, deliveries
 
@@ -72,11 +73,41 @@ def test_a_batch_finds_its_carts_by_reading_only_its_keys(
     with writing(engine) as conn:
         for _ in range(LOOKUPS):
             assert set(CartRepository(conn).carts_for_keys(wanted)) == set(wanted)
-        read = conn.execute(
-            text(
-                "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
-                " WHERE relname = 'cart_keys'"
-            )
-        ).scalar_one()
+        read = rows_read(conn, "cart_keys")
     # Reading every key of the shop would be 160,000 rows.
     assert read <= LOOKUPS * len(wanted), read
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_batch_finds_its_replays_by_reading_only_its_deliveries(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    with writing(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO inbox_events (shop_id, source, external_id, topic, status,"
+                " received_at) SELECT :shop, 'storefront', 'm-' || g, 't', 'applied', now()"
+                " FROM generate_series(1, CAST(:n AS integer)) AS g"
+            ),
+            {"shop": shop.id, "n": KEYS},
+        )
+    wanted = [(shop.id, "storefront", f"m-{i}") for i in range(5_000, 5_032)]
+    with writing(engine) as conn:
+        for _ in range(LOOKUPS):
+            assert set(InboxRepository(conn).recorded(wanted)) == set(wanted)
+        read = rows_read(conn, "inbox_events")
+    # Reading every delivery of the shop would be 160,000 rows.
+    assert read <= LOOKUPS * len(wanted), read
+
+
+def rows_read(conn: Connection, table: str) -> int:
+    """Rows this transaction has read from ``table``, by scans and through indexes."""
+    return int(
+        conn.execute(
+            text(
+                "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
+                " WHERE relname = :table"
+            ),
+            {"table": table},
+        ).scalar_one()
+    )

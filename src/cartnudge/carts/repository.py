@@ -30,7 +30,7 @@ from cartnudge.db.models import (
     Order,
     table_of,
 )
-from cartnudge.db.portable import fetch_unprepared, insert_many_ids, insert_many_returning
+from cartnudge.db.portable import insert_many_ids, insert_many_returning, select_in
 from cartnudge.db.types import UtcDateTime
 
 carts = table_of(Cart)
@@ -46,17 +46,6 @@ _NEAR_BY_EMAIL = select(carts.c.id).where(
     carts.c.email_key == bindparam("email_key"),
     carts.c.first_activity_at <= bindparam("at", type_=UtcDateTime()),
     carts.c.last_activity_at >= bindparam("since", type_=UtcDateTime()),
-)
-# Lookups of many keys are one query per (shop, kind) with ``value IN (...)``, never a
-# row-value ``(a, b, c) IN (...)``: SQLite answers that with a scan of the whole table.
-_CARTS_FOR_KEYS = select(keys_t.c.value, keys_t.c.cart_id).where(
-    keys_t.c.shop_id == bindparam("shop_id"),
-    keys_t.c.kind == bindparam("kind"),
-    keys_t.c.value.in_(bindparam("values", expanding=True)),
-)
-_PG_CARTS_FOR_KEYS = (
-    "SELECT value, cart_id FROM cart_keys"
-    " WHERE value = ANY(%(values)s) AND kind = %(kind)s AND shop_id = %(shop_id)s"
 )
 _LOAD_BY_IDS = (
     select(carts)
@@ -145,13 +134,14 @@ class CartRepository:
         for shop_id, kind, value in triples:
             values_of.setdefault((shop_id, kind), set()).add(value)
         found: dict[tuple[int, str, str], int] = {}
-        postgres = self.conn.dialect.name == "postgresql"
         for (shop_id, kind), values in sorted(values_of.items()):
-            params = {"shop_id": shop_id, "kind": kind, "values": sorted(values)}
-            rows = (
-                fetch_unprepared(self.conn, _PG_CARTS_FOR_KEYS, params)
-                if postgres
-                else self.conn.execute(_CARTS_FOR_KEYS, params)
+            rows = select_in(
+                self.conn,
+                keys_t,
+                ("value", "cart_id"),
+                where={"shop_id": shop_id, "kind": kind},
+                column="value",
+                values=sorted(values),
             )
             for value, cart_id in rows:
                 found[(shop_id, kind, value)] = cart_id

@@ -114,7 +114,9 @@ class InboxEvent(Base):
 
     __tablename__ = "inbox_events"
     __table_args__ = (
-        UniqueConstraint("shop_id", "source", "external_id"),
+        # Led by the external id: "which of these deliveries are recorded" is one index
+        # descent each, whatever the statistics say (migration 0013).
+        UniqueConstraint("external_id", "shop_id", "source"),
         Index("ix_inbox_events_dead", "shop_id", "status"),
         Index("ix_inbox_events_cart", "cart_id", "occurred_at"),
         # Retention reads only the bodies still kept, so the index holds only those.

@@ -59,4 +59,4 @@ def replay(conn: Connection, inbox_id: int, now: datetime) -> Outcome:
         repo.keep_reason(inbox_id, str(parsed))
         return Outcome("dead", inbox_id, reason=str(parsed))
     repo.mark_applied(inbox_id, parsed.occurred_at if isinstance(parsed, CartEvent) else None)
-    return apply_recorded(conn, [(shop, inbox_id, parsed)], now)[0]
+    return apply_recorded(conn, shop, inbox_id, parsed, now)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from cartnudge.db.models import (
     Cart,
@@ -17,7 +17,7 @@ from cartnudge.db.models import (
     RequestState,
     table_of,
 )
-from cartnudge.db.portable import insert_many_returning
+from cartnudge.db.portable import insert_many_returning, select_in
 
 inbox = table_of(InboxEvent)
 privacy = table_of(PrivacyRequest)
@@ -26,15 +26,15 @@ carts_t = table_of(Cart)
 IDS_PER_QUERY = 500  # ids per ``IN (...)``: well under every engine's limit on parameters
 
 _INSERT_PRIVACY = insert(privacy)
-_SET_INBOX_CART = (
-    update(inbox).where(inbox.c.id == bindparam("_inbox_id")).values(cart_id=bindparam("_cart_id"))
-)
 
-_PG_SET_INBOX_CARTS = (
-    "UPDATE inbox_events SET cart_id = link.cart_id"
-    " FROM unnest(%(inbox_ids)b::bigint[], %(cart_ids)b::bigint[]) AS link (inbox_id, cart_id)"
-    " WHERE inbox_events.id = link.inbox_id"
-)
+
+class Recorded(NamedTuple):
+    """What the inbox holds of a delivery seen before."""
+
+    id: int
+    status: str
+    reason: str | None
+    cart_id: int | None
 
 
 class InboxRepository:
@@ -52,14 +52,27 @@ class InboxRepository:
         )
         return {(r.shop_id, r.source, r.external_id): r.id for r in returned}
 
-    def by_identity(self, shop_id: int, source: str, external_id: str) -> Any:
-        return self.conn.execute(
-            select(inbox.c.id, inbox.c.status, inbox.c.reason, inbox.c.cart_id).where(
-                inbox.c.shop_id == shop_id,
-                inbox.c.source == source,
-                inbox.c.external_id == external_id,
-            )
-        ).one()
+    def recorded(
+        self, identities: Sequence[tuple[int, str, str]]
+    ) -> dict[tuple[int, str, str], Recorded]:
+        """The deliveries among these (shop id, source, external id) already in the inbox."""
+        wanted = set(identities)
+        # One query for the whole batch, by the external id alone (the inbox's unique key
+        # leads with it): another shop's or source's delivery with the same id is read
+        # and left out here.
+        rows = select_in(
+            self.conn,
+            inbox,
+            ("shop_id", "source", "external_id", "id", "status", "reason", "cart_id"),
+            where={},
+            column="external_id",
+            values=sorted({external_id for _, _, external_id in wanted}),
+        )
+        found: dict[tuple[int, str, str], Recorded] = {}
+        for shop_id, source, external_id, *row in rows:
+            if (shop_id, source, external_id) in wanted:
+                found[(shop_id, source, external_id)] = Recorded(*row)
+        return found
 
     def queue_compliance(self, shop_id: int, kind: str, inbox_id: int, now: datetime) -> None:
         """A compliance request for the privacy stage to carry out."""
@@ -74,18 +87,9 @@ class InboxRepository:
             },
         )
 
-    def link_carts(self, links: Sequence[dict[str, int]]) -> None:
-        """Note the cart each delivery moved (``_inbox_id``, ``_cart_id``)."""
-        if not links:
-            return
-        if self.conn.dialect.name == "postgresql":  # one statement, not one per delivery
-            params = {
-                "inbox_ids": [link["_inbox_id"] for link in links],
-                "cart_ids": [link["_cart_id"] for link in links],
-            }
-            self.conn.exec_driver_sql(_PG_SET_INBOX_CARTS, params)
-        else:
-            self.conn.execute(_SET_INBOX_CART, links)
+    def link_cart(self, inbox_id: int, cart_id: int) -> None:
+        """Note the cart a replayed delivery moved (a fresh one is inserted naming it)."""
+        self.conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(cart_id=cart_id))
 
     def dead(self, shop_id: int | None = None) -> list[Any]:
         stmt = select(inbox).where(inbox.c.status == InboxStatus.DEAD)
