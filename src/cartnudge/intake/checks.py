@@ -105,7 +105,9 @@ def vet(
             if strict:
                 raise Unapplicable(f"return_url: {problem}")
             changes["return_url"] = links.fallback
-    return replace(event, **changes)  # type: ignore[arg-type]
+    # Most events pass as they came; rebuilding one (``replace``) is most of the cost here.
+    changed = {name: value for name, value in changes.items() if getattr(event, name) != value}
+    return replace(event, **changed) if changed else event  # type: ignore[arg-type]
 
 
 def sound_total(total: int, items: tuple[Item, ...], discount_minor: int | None) -> int:

@@ -11,6 +11,8 @@ from cartnudge.shops.repository import ShopRecord
 
 # C0, DEL and C1 control characters: never in a link.
 LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# ... nor white space (``\s`` is what ``str.isspace`` calls white space).
+_NOT_IN_A_LINK = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 def cart_url_of(shop: ShopRecord) -> str | None:
@@ -27,7 +29,7 @@ def cart_url_of(shop: ShopRecord) -> str | None:
 
 def link_problem(url: str, hosts: tuple[str, ...] | None) -> str | None:
     """Why ``url`` may not be a return link, or ``None`` if it may."""
-    if any(c.isspace() for c in url) or LINE_CONTROL.search(url):
+    if _NOT_IN_A_LINK.search(url):
         return "contains white space or a control character"
     try:
         parts = urlsplit(url)
