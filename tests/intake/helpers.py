@@ -91,7 +91,7 @@ def stripe_completed_event(session_id: str) -> dict[str, Any]:
     from cartnudge.intake.examples import stripe_expired_event
 
     event: dict[str, Any] = stripe_expired_event(session_id=session_id, created=datetime.now(UTC))
-    event["type"] = "checkout.session.completed"
+    event.update(type="checkout.session.completed", livemode=True)  # a live sale
     event["data"]["object"].update(status="complete", payment_status="paid")
     return event
 

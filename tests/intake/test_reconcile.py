@@ -22,6 +22,7 @@ from cartnudge.intake.reconcile import reconcile_stripe
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, load_fixture
 from tests.intake.helpers import carts, post_stripe, stored_counts, stripe_completed_event
+from tests.intake.test_order_status import order_rows
 
 GOOD_KEY = "sk_test_reconcile"
 SINCE = T0 - timedelta(days=2)
@@ -140,7 +141,7 @@ def test_two_pages_of_expired_sessions_and_a_completed_one_are_applied(
         session("cs_b", "expired", 28),
         session("cs_c", "expired", 26, amount_total=20000),
         session("cs_old", "expired", 24 * 5),  # created before --since
-        session("cs_b_paid", "complete", 1, recovered_from="cs_b"),
+        session("cs_b_paid", "complete", 1, recovered_from="cs_b", livemode=True),
     ]
 
     summary = reconcile_stripe(engine, shop, GOOD_KEY, SINCE, T0, api_base=stripe_api.base)
@@ -160,6 +161,24 @@ def test_two_pages_of_expired_sessions_and_a_completed_one_are_applied(
     assert big.items[0]["unit_price_minor"] == 2100
     statuses = sorted(c.status for c in carts(engine, shop.id))
     assert statuses == ["bought", "open", "open"]  # cs_b was recovered by cs_b_paid
+
+
+def test_a_session_from_stripes_test_mode_is_reconciled_as_a_test_order(
+    engine: Engine, shop: ShopRecord, stripe_api: FakeStripe
+) -> None:
+    """The session says ``livemode``; the event made from it says it too, so a test-mode
+    sale found by reconcile is a test order, as its webhook would have been."""
+    stripe_api.sessions = [
+        session("cs_t", "expired", 30),
+        session("cs_t_paid", "complete", 1, recovered_from="cs_t"),  # livemode: false
+    ]
+
+    reconcile_stripe(engine, shop, GOOD_KEY, SINCE, T0, api_base=stripe_api.base)
+
+    [cart] = carts(engine, shop.id)
+    assert cart.status == "open"
+    [order] = order_rows(engine, shop.id).values()
+    assert order["test"] is True
 
 
 def test_running_reconcile_again_stores_nothing_new(

@@ -12,6 +12,13 @@ from cartnudge.intake.replay import dead_letters
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import load_fixture
 from tests.intake.helpers import carts, post_stripe, stored_counts
+from tests.intake.test_order_status import letting_test_orders_close, order_rows
+
+
+def live(event: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's published samples come from its test mode (``livemode: false``); the same
+    event from a live account."""
+    return {**event, "livemode": True}
 
 
 def expired_event(**session_changes: Any) -> dict[str, Any]:
@@ -72,7 +79,8 @@ def test_published_fixture_has_no_recovery_url_and_no_consent(
 def test_completed_fixture_records_the_order_and_a_bought_cart(
     client: TestClient, engine: Engine, shop: ShopRecord
 ) -> None:
-    response = post_stripe(client, shop, load_fixture("stripe/checkout.session.completed.json"))
+    completed = live(load_fixture("stripe/checkout.session.completed.json"))
+    response = post_stripe(client, shop, completed)
 
     assert response.status_code == 200, response.text
     [cart] = carts(engine, shop.id)
@@ -87,7 +95,7 @@ def test_paying_the_recovery_session_marks_the_abandoned_cart_bought(
     expired = expired_event()
     post_stripe(client, shop, expired)
     original = expired["data"]["object"]["id"]
-    completed = load_fixture("stripe/checkout.session.completed.json")
+    completed = live(load_fixture("stripe/checkout.session.completed.json"))
     completed["data"]["object"].update(id="cs_test_recovery", recovered_from=original)
 
     post_stripe(client, shop, completed)
@@ -100,7 +108,7 @@ def test_paying_the_recovery_session_marks_the_abandoned_cart_bought(
 def test_async_payment_success_after_completion_is_one_order(
     client: TestClient, engine: Engine, shop: ShopRecord
 ) -> None:
-    completed = load_fixture("stripe/checkout.session.completed.payment_mode.json")
+    completed = live(load_fixture("stripe/checkout.session.completed.payment_mode.json"))
     post_stripe(client, shop, completed)
     succeeded = dict(completed, id="evt_async_1", type="checkout.session.async_payment_succeeded")
 
@@ -108,6 +116,57 @@ def test_async_payment_success_after_completion_is_one_order(
 
     assert stored_counts(engine)["orders"] == 1
     assert len(carts(engine, shop.id)) == 1
+
+
+def test_a_test_mode_sale_is_a_test_order_that_closes_no_cart(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    """``livemode: false`` is Stripe's test mode: the order is kept and counted apart, and
+    the cart it would have closed stays open (the rule for Shopify's test orders)."""
+    expired = expired_event()
+    post_stripe(client, shop, expired)
+    completed = load_fixture("stripe/checkout.session.completed.json")  # livemode: false
+    completed["data"]["object"].update(recovered_from=expired["data"]["object"]["id"])
+
+    response = post_stripe(client, shop, completed)
+
+    assert response.json()["not_closed"] == "a test order; this shop's test orders close no cart"
+    [cart] = carts(engine, shop.id)
+    assert cart.status == "open"
+    [order] = order_rows(engine, shop.id).values()
+    assert (order["test"], order["financial_status"]) == (True, "paid")
+
+
+def test_a_test_mode_sale_closes_its_cart_where_the_shop_says_test_orders_do(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    shop = letting_test_orders_close(engine, shop)
+    response = post_stripe(client, shop, load_fixture("stripe/checkout.session.completed.json"))
+
+    [cart] = carts(engine, shop.id)
+    assert cart.status == "bought"
+    assert response.json()["closed_cart_id"] == cart.id
+
+
+def test_a_sale_still_being_paid_is_kept_with_stripes_payment_status(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    """A delayed payment method completes the session ``unpaid``: the shopper is done, as
+    with a Shopify order pending payment; the order says so until Stripe says paid."""
+    completed = live(load_fixture("stripe/checkout.session.completed.json"))
+    completed["data"]["object"].update(payment_status="unpaid")
+    post_stripe(client, shop, completed)
+    [order] = order_rows(engine, shop.id).values()
+    assert order["financial_status"] == "unpaid"
+
+    paid = live(load_fixture("stripe/checkout.session.completed.json"))
+    paid.update(id="evt_async_paid", type="checkout.session.async_payment_succeeded")
+    post_stripe(client, shop, paid)
+
+    [order] = order_rows(engine, shop.id).values()
+    assert (order["financial_status"], order["test"]) == ("paid", False)
+    [cart] = carts(engine, shop.id)
+    assert cart.status == "bought"
 
 
 def test_unhandled_event_type_is_acknowledged_and_kept(

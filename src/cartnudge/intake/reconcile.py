@@ -96,6 +96,7 @@ def synthetic_event(session: dict[str, Any]) -> dict[str, Any]:
         "object": "event",
         "type": kind or f"checkout.session.{status}",
         "created": at,
+        "livemode": session.get("livemode"),  # test mode or live, as the session says
         "data": {"object": session},
     }
 

@@ -93,6 +93,12 @@ def _parse(payload: Any) -> tuple[CartEvent, int | None]:
             placed_at=occurred_at,
             total_minor=_amount(session.get("amount_total")),
             currency=code,
+            # Stripe's word for the payment ("paid", "unpaid" while a delayed method
+            # settles, "no_payment_required"), kept on the order as Shopify's is.
+            financial_status=f.text(session, "payment_status"),
+            # An event from Stripe's test mode is a test order: kept, counted apart, and it
+            # closes a cart only where the shop says test orders do.
+            test=payload.get("livemode", session.get("livemode")) is False,
         ),
         **common,
     )
