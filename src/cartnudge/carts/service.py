@@ -152,7 +152,7 @@ def apply_events(
     for i, row in zip(keyless, rows, strict=True):
         shop, event = items[i]
         closed = bought.get((shop.id, row["source"], row["external_id"]))
-        reason = _not_closing(shop, event)
+        reason = not_closing(shop, event)
         if reason is None and closed is None:
             reason = (
                 "no address to match a cart by"
@@ -163,7 +163,7 @@ def apply_events(
     return batch.results
 
 
-def _not_closing(shop: ShopRecord, event: CartEvent) -> str | None:
+def not_closing(shop: ShopRecord, event: CartEvent) -> str | None:
     """Why this event's order closes no cart (``None``: it is a purchase, or no order)."""
     order = event.order
     if order is None:
@@ -232,7 +232,7 @@ class _Batch:
                 order_row = _order_row(shop, event, now)
                 self.order_rows.append((index, order_row))
                 self.order_refunds.append((order_row, _refunds(event)))
-                self.not_closed[i] = _not_closing(shop, event)
+                self.not_closed[i] = not_closing(shop, event)
                 if self.not_closed[i] is not None:
                     # What it says of the shopper still counts; it is no purchase.
                     event = replace(event, kind=EventKind.CART_UPDATED)
