@@ -17,8 +17,33 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+PREFIX = "cartnudge-metrics-"
+
+
+def remove_stale_folders() -> list[Path]:
+    """Remove the metrics folders of serves that are gone: one killed (``kill -9``, a
+    crash) never ran its clean-up, and its folder would stay in the temporary directory.
+    A folder whose serve still runs is left alone. Returns those removed."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @contextmanager
@@ -32,7 +57,9 @@ def shared_between_processes() -> Iterator[None]:
     if "prometheus_client" in sys.modules:
         # Too late: its values already live in this process's memory.
         raise RuntimeError("shared_between_processes must begin before prometheus_client loads")
-    folder = tempfile.mkdtemp(prefix="cartnudge-metrics-")
+    remove_stale_folders()
+    # Named with this process's id, so a later serve can tell it was left by one killed.
+    folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")
     os.environ[ENV] = folder
     try:
         yield
