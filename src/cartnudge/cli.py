@@ -158,8 +158,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
     from cartnudge.intake.writer_process import WriterProcess
     from cartnudge.logs import logging_config
 
-    rt = runtime()
-    rt.migrate_apart = True
+    rt = runtime(migrate_apart=True)
     if "CARTNUDGE_PUBLIC_URL" not in os.environ:
         rt.settings.public_url = f"http://{host}:{port}"
         os.environ["CARTNUDGE_PUBLIC_URL"] = rt.settings.public_url  # for worker processes
@@ -182,8 +181,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
     log_config = logging_config(rt.settings.log_level)
     try:
         if loops is not None:
-            loops.start(watch=False)
-            loops.watch()
+            loops.start()  # forked last, so its watcher thread may start with it
         writer.watch()
         if workers > 1:
             # Each process builds its own app from the environment.

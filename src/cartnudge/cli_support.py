@@ -98,10 +98,10 @@ def _alive(pid: object) -> bool:
 class Runtime:
     """What a command needs: settings and a migrated engine, built on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, migrate_apart: bool = False) -> None:
         self.settings = Settings()
         self._engine: Any = None
-        self.migrate_apart = False  # migrate in a child process (``serve``: see db.migrate)
+        self.migrate_apart = migrate_apart  # migrate in a child process (see db.migrate)
         # An explicit CARTNUDGE_PUBLIC_URL wins; else the running server's address.
         self.server = None if PUBLIC_URL_ENV in os.environ else running_server(self.settings.home)
         if self.server is not None and isinstance(self.server.get("public_url"), str):
@@ -147,9 +147,10 @@ class Runtime:
 _RUNTIMES: list[Runtime] = []
 
 
-def runtime() -> Runtime:
-    """The command's runtime; its connections close when the command ends."""
-    rt = Runtime()
+def runtime(*, migrate_apart: bool = False) -> Runtime:
+    """The command's runtime; its connections close when the command ends. With
+    ``migrate_apart`` (``serve``) the migration runs in a short-lived child process."""
+    rt = Runtime(migrate_apart=migrate_apart)
     _RUNTIMES.append(rt)
     return rt
 

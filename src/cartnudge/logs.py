@@ -203,10 +203,6 @@ def logging_config(level: str | int) -> dict[str, Any]:
     }
 
 
-# What this process (or the one it was forked from) set: the level and the root's handlers.
-_configured: dict[str, object] = {}
-
-
 def configure_logging(level: str | int) -> None:
     """Send every record of this process, at ``level`` and above, to stderr as JSON lines.
     Raises ``ValueError`` for a level name logging does not know. A child forked from a
@@ -215,10 +211,10 @@ def configure_logging(level: str | int) -> None:
     import logging.config
 
     root = logging.getLogger()
-    if _configured == {"level": _level(level), "handlers": tuple(root.handlers)}:
-        return
+    configured = [type(handler) for handler in root.handlers] == [JsonStderrHandler]
+    if configured and root.level == _level(level):
+        return  # this process, or the one it was forked from, set exactly this
     logging.config.dictConfig(logging_config(level))
-    _configured.update(level=_level(level), handlers=tuple(root.handlers))
 
 
 def _level(level: str | int) -> int:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.types import TypeEngine
 
 
 def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -81,10 +82,10 @@ def select_in(
     On PostgreSQL the values go in as one array, so the text is the same at any count, and
     each is looked up on its own (``unnest`` then a ``LATERAL`` subquery that ``OFFSET 0``
     keeps from being flattened into a join): an index that leads with ``column`` is then
-    descended once per value. A planner whose statistics
-    lag a growing table judged ``column = ANY(array)`` cheaper by reading every row of the
-    shop, or of the table (a key lookup took 3.8 ms, 0.7 ms by the index); it runs
-    unprepared, as psycopg would otherwise fix one generic plan for any values."""
+    descended once per value. A planner whose statistics lag a growing table judged
+    ``column = ANY(array)`` cheaper by reading every row of the shop, or of the table (a key
+    lookup took 3.8 ms, 0.7 ms by the index); it runs unprepared, as psycopg would
+    otherwise fix one generic plan for any values."""
     if not values:
         return []
     names = tuple(sorted(where))
@@ -119,7 +120,7 @@ def _pg_select_in(
     conditions += [f"{quote(name)} = %({name})s" for name in names]
     selected = ", ".join(quote(name) for name in columns)
     where = " AND ".join(conditions)
-    kind = dialect.type_compiler_instance.process(table.c[column].type.dialect_impl(dialect))
+    kind = _sql_type(dialect, table.c[column].type)
     # Identifiers from our own table metadata, quoted; every value is a parameter.
     return (
         f"SELECT _found.* FROM unnest(%(_values)s::{kind}[]) AS _wanted (_value)"  # noqa: S608
@@ -152,6 +153,11 @@ def insert_many_ids(conn: Connection, table: Table, rows: list[dict[str, Any]]) 
 @cache
 def _max_id(table: Table) -> Any:
     return select(func.coalesce(func.max(table.c.id), 0))
+
+
+def _sql_type(dialect: Dialect, column_type: TypeEngine[Any]) -> str:
+    """How ``dialect`` spells a column's type (``VARCHAR(255)``), for a cast."""
+    return dialect.type_compiler_instance.process(column_type.dialect_impl(dialect))
 
 
 @cache
@@ -201,10 +207,7 @@ def _unnest_plan(
         raise ValueError(f"{table.name}: rows leave out a column with a computed default")
     names = columns + tuple(c.name for c in absent)
     types = [table.c[name].type for name in names]
-    casts = [
-        f"%(c{i})b::{dialect.type_compiler_instance.process(t.dialect_impl(dialect))}[]"
-        for i, t in enumerate(types)
-    ]
+    casts = [f"%(c{i})b::{_sql_type(dialect, t)}[]" for i, t in enumerate(types)]
     quoted = ", ".join(preparer.quote(name) for name in names)
     sql = f"INSERT INTO {preparer.format_table(table)} ({quoted}) SELECT {quoted} "
     sql += f"FROM unnest({', '.join(casts)}) WITH ORDINALITY AS u ({quoted}, _n) ORDER BY _n"

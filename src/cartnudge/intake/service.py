@@ -81,7 +81,7 @@ def ingest_batch(conn: Connection, deliveries: Sequence[Delivery], now: datetime
     results = apply_events(CartRepository(conn), events, now) if events else []
     applied = dict(zip(moving, results, strict=True))
     inserted = _insert_inbox(
-        conn, [(deliveries[i], applied[i].cart_id if i in applied else None) for i in new]
+        inbox, [(deliveries[i], applied[i].cart_id if i in applied else None) for i in new]
     )
     if len(inserted) < len(new):
         # Another writer recorded one of them after ``recorded`` looked: roll back and go
@@ -112,7 +112,7 @@ def _identity(delivery: Delivery) -> tuple[int, str, str]:
 
 
 def _insert_inbox(
-    conn: Connection, deliveries: Sequence[tuple[Delivery, int | None]]
+    inbox: InboxRepository, deliveries: Sequence[tuple[Delivery, int | None]]
 ) -> dict[tuple[int, str, str], int]:
     """Insert the inbox rows (each with the cart it moved, if any); the ids of those that
     were new, by identity."""
@@ -134,7 +134,7 @@ def _insert_inbox(
                 "cart_id": cart_id,
             }
         )
-    return InboxRepository(conn).insert_new(rows)
+    return inbox.insert_new(rows)
 
 
 def apply_recorded(

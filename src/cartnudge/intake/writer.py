@@ -62,7 +62,7 @@ def _is_dropped(exc: BaseException) -> bool:
 
 
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if _is_dropped(exc):
         return True
     if not isinstance(exc, OperationalError):
         return False
