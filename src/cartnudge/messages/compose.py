@@ -348,8 +348,10 @@ def _sender_header(sender: str) -> str:
 
 def _address(value: str) -> str:
     """``Name <addr>`` or ``addr`` as a header address, its name cleaned of anything that
-    could break out of the header and encoded when not ASCII."""
-    name, addr = parseaddr(value)
+    could break out of the header and encoded when not ASCII. Control characters are made
+    spaces before the parse: ``parseaddr`` loses the whole address to a carriage return in
+    a quoted name (a shop named ``":\r"``), and the name is cleaned of them anyway."""
+    name, addr = parseaddr(_CONTROL.sub(" ", value))
     if not usable(addr):  # the gate's own test: nothing that needs quoting
         raise ValueError(f"not an email address: {value!r}")
     addr = mailbox(addr).wire
