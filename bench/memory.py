@@ -22,7 +22,7 @@ from sqlalchemy import select
 from bench.machine import memory_mib
 from bench.server import HOST, ServerProcess
 from cartnudge.db.engine import make_engine
-from cartnudge.db.models import Shop, table_of
+from cartnudge.db.models import Shop
 from cartnudge.db.session import reading
 from cartnudge.testing.carts import insert_open_carts
 from cartnudge.worker import POLL_INTERVAL_S
@@ -40,7 +40,7 @@ def filled_server(open_carts: int, database_url: str | None = None) -> Iterator[
         if open_carts:
             engine = make_engine(server.database_url)
             try:
-                shops = table_of(Shop)  # the id only: the secrets are sealed with serve's key
+                shops = Shop  # the id only: the secrets are sealed with serve's key
                 with reading(engine) as conn:
                     shop_id = conn.execute(
                         select(shops.c.id).where(shops.c.slug == "bench")

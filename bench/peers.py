@@ -759,10 +759,10 @@ def _cartnudge_counts(url: str) -> dict[str, int]:
     from sqlalchemy import func, select
 
     from cartnudge.db.engine import make_engine
-    from cartnudge.db.models import Cart, Send, table_of
+    from cartnudge.db.models import Cart, Send
     from cartnudge.db.session import reading
 
-    carts, sends = table_of(Cart), table_of(Send)
+    carts, sends = Cart, Send
     now = datetime.now(UTC)
     engine = make_engine(url)
     waiting = (
@@ -797,10 +797,10 @@ def _sends_counter(url: str) -> tuple[Callable[[], int], Callable[[], None]]:
     from sqlalchemy import func, select
 
     from cartnudge.db.engine import make_engine
-    from cartnudge.db.models import Send, table_of
+    from cartnudge.db.models import Send
 
     engine = make_engine(url, pool_size=1)
-    query = select(func.count()).select_from(table_of(Send))
+    query = select(func.count()).select_from(Send)
 
     def count() -> int:
         with engine.connect() as conn:

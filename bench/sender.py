@@ -33,7 +33,7 @@ from sqlalchemy import Engine, String, cast, func, literal, select
 from cartnudge.config import Settings
 from cartnudge.db.engine import make_engine
 from cartnudge.db.migrate import upgrade
-from cartnudge.db.models import Cart, Send, table_of
+from cartnudge.db.models import Cart, Send
 from cartnudge.db.session import reading, writing
 from cartnudge.delivery.sender import Links, Providers, send_due
 from cartnudge.messages.compose import Draft, Line, compose
@@ -149,7 +149,7 @@ def deliver_figure(url: str, port: int, count: int, outbox: Path) -> dict[str, A
     report = send_due(engine, lambda: now, providers, LINKS, rng=random.Random(1))
     elapsed = time.perf_counter() - started
     providers.close()
-    sends = table_of(Send)
+    sends = Send
     with reading(engine) as conn:
         sent = conn.execute(
             select(func.count()).select_from(sends).where(sends.c.status == "sent")
@@ -183,7 +183,7 @@ def latency_figure(url: str, port: int, count: int, home: Path) -> dict[str, Any
             shoppers=True,
         )
     # insert_open_carts numbers addresses from 0 per call; make them distinct per cart.
-    carts = table_of(Cart)
+    carts = Cart
     with writing(engine) as conn:
         address = literal("s") + cast(carts.c.id, String) + literal("@bench.example")
         conn.execute(carts.update().values(email=address, email_key=address))
@@ -192,7 +192,7 @@ def latency_figure(url: str, port: int, count: int, home: Path) -> dict[str, Any
     loops = Loops(engine, settings)
     thread = threading.Thread(target=loops.run)
     thread.start()
-    sends = table_of(Send)
+    sends = Send
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

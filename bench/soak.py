@@ -33,7 +33,7 @@ from bench.machine import memory_mib
 from bench.sender import smtp_sink
 from bench.server import HOST, ServerProcess
 from cartnudge.db.engine import make_engine
-from cartnudge.db.models import Send, table_of
+from cartnudge.db.models import Send
 from cartnudge.db.session import reading
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -115,7 +115,7 @@ def drive(server: ServerProcess, secret: str, args: argparse.Namespace) -> list[
 
 def sends_by_minute(database_url: str, starts: list[float]) -> tuple[list[int], dict[str, int]]:
     """Reminders accepted by the SMTP server in each minute, and every send by status."""
-    sends = table_of(Send)
+    sends = Send
     engine = make_engine(database_url)
     try:
         with reading(engine) as conn:
@@ -133,7 +133,7 @@ def sends_by_minute(database_url: str, starts: list[float]) -> tuple[list[int], 
 
 def wait_for_reminders(database_url: str, limit_s: float) -> None:
     """Until no send is queued or being sent (the last carts come due 90 s after the load)."""
-    sends = table_of(Send)
+    sends = Send
     engine = make_engine(database_url)
     deadline = time.monotonic() + limit_s
     try:

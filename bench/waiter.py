@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 
 from cartnudge.db.engine import make_engine
 from cartnudge.db.migrate import upgrade
-from cartnudge.db.models import Send, table_of
+from cartnudge.db.models import Send
 from cartnudge.db.session import reading, writing
 from cartnudge.db.turns import turn_size_for
 from cartnudge.shops.service import add_shop
@@ -52,7 +52,7 @@ def decide_figure(url: str, due: int, limit: int | None = None) -> dict[str, Any
         report = wake_due(engine, DUE_AT, limit=limit, turns=turns)
         elapsed = time.perf_counter() - started
         with reading(engine) as conn:
-            queued = conn.execute(select(func.count()).select_from(table_of(Send))).scalar_one()
+            queued = conn.execute(select(func.count()).select_from(Send)).scalar_one()
     finally:
         engine.dispose()
     return {

@@ -21,7 +21,7 @@ from cartnudge.clock import FrozenClock
 from cartnudge.config import Settings
 from cartnudge.db.engine import make_engine
 from cartnudge.db.migrate import upgrade
-from cartnudge.db.models import Base
+from cartnudge.db.models import metadata
 from cartnudge.db.session import writing
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import add_shop
@@ -93,7 +93,7 @@ def postgresql_engine(postgres_server: PostgresServer) -> Iterator[Engine]:
 
 def wipe(engine: Engine) -> None:
     """Empty every table; the schema (migrated once per session) stays."""
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    tables = [t.name for t in reversed(metadata.sorted_tables)]
     with writing(engine) as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from cartnudge.db.models import AuditEntry, table_of
+from cartnudge.db.models import AuditEntry
 from cartnudge.db.session import reading
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.timing.waiter import wake_due
@@ -19,7 +19,7 @@ from tests.delivery.helpers import H, Pass, post, sends
 from tests.intake.helpers import carts
 from tests.test_cli import cli  # noqa: F401 - the fixture
 
-audit_t = table_of(AuditEntry)
+audit_t = AuditEntry
 
 
 def audit_actions(engine: Engine, cart_id: int | None) -> list[tuple[str, str, str | None]]:

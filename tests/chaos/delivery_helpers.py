@@ -30,7 +30,7 @@ from typing import IO, Any
 from aiosmtpd.smtp import Envelope, Session
 from sqlalchemy import Engine, func, select
 
-from cartnudge.db.models import Cart, CartKey, Send, table_of
+from cartnudge.db.models import Cart, CartKey, Send
 from cartnudge.db.session import reading, writing
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import add_shop
@@ -38,9 +38,9 @@ from cartnudge.shops.versioned import set_document
 from cartnudge.testing.smtp import SmtpSink
 from cartnudge.timing.service import RULES
 
-carts_t = table_of(Cart)
-cart_keys_t = table_of(CartKey)
-sends_t = table_of(Send)
+carts_t = Cart
+cart_keys_t = CartKey
+sends_t = Send
 
 CARTNUDGE = str(Path(sys.executable).parent / "cartnudge")
 SIGNING_KEY = "chaos-signing-key"

@@ -30,15 +30,7 @@ from sqlalchemy import Engine, select
 
 from cartnudge.carts.matching import why_not_closing
 from cartnudge.clock import FrozenClock, system_clock
-from cartnudge.db.models import (
-    Cart,
-    CartKey,
-    ConsentEntry,
-    InboxEvent,
-    Order,
-    PrivacyRequest,
-    table_of,
-)
+from cartnudge.db.models import Cart, CartKey, ConsentEntry, InboxEvent, Order, PrivacyRequest
 from cartnudge.db.session import reading
 from cartnudge.intake.endpoints import (
     SHOPIFY_LANE,
@@ -144,11 +136,11 @@ State = dict[str, Any]
 def final_state(engine: Engine, shop_id: int) -> State:
     """The shop's rows that event order must not change, each table keyed by a natural
     key; a cart is named by its sorted source keys."""
-    carts_t, keys_t, orders_t = table_of(Cart), table_of(CartKey), table_of(Order)
+    carts_t, keys_t, orders_t = Cart, CartKey, Order
     inbox_t, privacy_t, ledger_t = (
-        table_of(InboxEvent),
-        table_of(PrivacyRequest),
-        table_of(ConsentEntry),
+        InboxEvent,
+        PrivacyRequest,
+        ConsentEntry,
     )
     with reading(engine) as conn:
         keys: dict[int, list[tuple[str, str]]] = {}

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from cartnudge.db.models import Send, table_of
+from cartnudge.db.models import Send
 from cartnudge.db.session import reading
 from cartnudge.delivery.sender import Links, Providers, send_due
 from cartnudge.intake.examples import storefront_event
@@ -24,7 +24,7 @@ from tests.conftest import KEY, T0
 from tests.intake.helpers import post_storefront
 
 H = timedelta(hours=1)
-sends_t = table_of(Send)
+sends_t = Send
 LINKS = Links("http://testserver", KEY.encode())
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from cartnudge.db.models import Cart, table_of
+from cartnudge.db.models import Cart
 from cartnudge.db.session import reading, writing
 from cartnudge.delivery.sender import Providers, SendReport, send_due
 from cartnudge.shops.repository import ShopRecord
@@ -79,7 +79,7 @@ def test_do_not_disturb_holds_across_workers(
     insert_open_carts(
         engine, sender_shop.id, 400, active_at=T0, wake_at=T0 + timedelta(hours=2), shoppers=True
     )
-    carts = table_of(Cart)
+    carts = Cart
     with writing(engine) as conn:
         cart_ids = sorted(conn.execute(select(carts.c.id)).scalars())
         for n, cart_id in enumerate(cart_ids):

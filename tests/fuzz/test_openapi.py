@@ -42,7 +42,7 @@ from cartnudge.app import create_app
 from cartnudge.clock import FrozenClock, system_clock
 from cartnudge.config import Settings
 from cartnudge.db.engine import make_engine
-from cartnudge.db.models import Send, table_of
+from cartnudge.db.models import Send
 from cartnudge.db.session import reading
 from cartnudge.intake.examples import shopify_checkout, storefront_event, stripe_expired_event
 from cartnudge.intake.signatures import sign_shopify, sign_standard, sign_stripe
@@ -119,7 +119,7 @@ def world(
             passes(T0 + 2 * H)
         finally:
             passes.providers.close()
-        sends = table_of(Send)
+        sends = Send
         with reading(engine) as conn:
             rows = list(conn.execute(select(sends.c.id, sends.c.shop_id, sends.c.email_key)))
         assert len(rows) == 2, "the seed sends one reminder per cart"

@@ -47,7 +47,7 @@ from cartnudge.carts.service import not_closing
 from cartnudge.carts.state import GROUPS, CartState, fold, join, new_state
 from cartnudge.clock import FrozenClock, parse_instant
 from cartnudge.config import Settings
-from cartnudge.db.models import Base, Cart, CartKey, InboxEvent, Order, table_of
+from cartnudge.db.models import Cart, CartKey, InboxEvent, Order, metadata
 from cartnudge.db.session import reading
 from cartnudge.events import CartEvent, EventKind, Unapplicable
 from cartnudge.intake import shopify, stripe_checkout
@@ -60,8 +60,8 @@ from tests import tally
 from tests.conftest import KEY, T0, ShopFactory, load_fixture
 
 LANES = ("shopify", "stripe", "storefront")
-TABLES = list(Base.metadata.sorted_tables)
-inbox_t, carts_t, keys_t, orders_t = (table_of(m) for m in (InboxEvent, Cart, CartKey, Order))
+TABLES = list(metadata.sorted_tables)
+inbox_t, carts_t, keys_t, orders_t = (m for m in (InboxEvent, Cart, CartKey, Order))
 OTHER_STANDARD_SECRET = "whsec_" + "b3RoZXItdGVuYW50LXNlY3JldC0xMjM0NTY3OA=="
 
 

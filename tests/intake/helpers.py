@@ -11,7 +11,7 @@ from httpx2 import Response
 from sqlalchemy import Engine, func, select
 
 from cartnudge.clock import system_clock
-from cartnudge.db.models import AuditEntry, Cart, CartKey, InboxEvent, Order, table_of
+from cartnudge.db.models import AuditEntry, Cart, CartKey, InboxEvent, Order
 from cartnudge.db.session import reading
 from cartnudge.intake.examples import (
     ExampleRequest,
@@ -47,20 +47,19 @@ def now_ts() -> int:
 
 
 def count(engine: Engine, model: Any) -> int:
-    table = table_of(model)
+    table = model
     with reading(engine) as conn:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
 def stored_counts(engine: Engine) -> dict[str, int]:
     return {
-        model.__tablename__: count(engine, model)
-        for model in (InboxEvent, Cart, CartKey, Order, AuditEntry)
+        model.name: count(engine, model) for model in (InboxEvent, Cart, CartKey, Order, AuditEntry)
     }
 
 
 def carts(engine: Engine, shop_id: int) -> list[Any]:
-    table = table_of(Cart)
+    table = Cart
     with reading(engine) as conn:
         stmt = select(table).where(table.c.shop_id == shop_id).order_by(table.c.id)
         return list(conn.execute(stmt))
@@ -69,7 +68,7 @@ def carts(engine: Engine, shop_id: int) -> list[Any]:
 def cart_state(engine: Engine, shop_id: int) -> list[dict[str, Any]]:
     """Every cart's content, without surrogate ids or our own timestamps, keyed by its
     source keys: what must be identical whatever order events arrived in."""
-    key_table = table_of(CartKey)
+    key_table = CartKey
     skip = {"id", "shop_id", "created_at", "updated_at"}
     out = []
     with reading(engine) as conn:

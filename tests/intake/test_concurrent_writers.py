@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from cartnudge.clock import FrozenClock
 from cartnudge.db.engine import make_engine
-from cartnudge.db.models import Cart, CartKey, table_of
+from cartnudge.db.models import Cart, CartKey
 from cartnudge.db.session import reading
 from cartnudge.intake.examples import storefront_event
 from cartnudge.intake.lanes import parse_payload
@@ -71,7 +71,7 @@ def test_two_writers_never_make_two_carts_for_one_key(
     counts = stored_counts(engine)
     assert counts["inbox_events"] == len(work)
     assert counts["carts"] == CARTS
-    keys, carts = table_of(CartKey), table_of(Cart)
+    keys, carts = CartKey, Cart
     with reading(engine) as conn:
         orphans = conn.execute(
             select(func.count()).select_from(keys).where(keys.c.cart_id.not_in(select(carts.c.id)))

@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from cartnudge.cli import app
 from cartnudge.clock import FrozenClock, system_clock
-from cartnudge.db.models import CartKey, Order, table_of
+from cartnudge.db.models import CartKey, Order
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.csv_import import Format, ImportRefused, import_csv, read_table
 from cartnudge.intake.examples import signed_storefront, signed_stripe, storefront_event
@@ -44,7 +44,7 @@ def import_file(engine: Engine, shop: ShopRecord, name: str, **options: Any) -> 
 
 
 def keys_of(engine: Engine, cart_id: int) -> set[tuple[str, str]]:
-    table = table_of(CartKey)
+    table = CartKey
     with reading(engine) as conn:
         rows = conn.execute(select(table.c.kind, table.c.value).where(table.c.cart_id == cart_id))
         return {(row.kind, row.value) for row in rows}
@@ -318,7 +318,7 @@ def test_a_purchase_imported_and_delivered_by_webhook_is_one_order(
     if not webhook_first:
         assert post(client, webhook).status_code == 200
 
-    orders_t = table_of(Order)
+    orders_t = Order
     with reading(engine) as conn:
         rows = conn.execute(select(orders_t).where(orders_t.c.shop_id == shop.id)).all()
     assert [(row.source, row.external_id) for row in rows] == [(source, order_id)]

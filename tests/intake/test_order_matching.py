@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from cartnudge.clock import system_clock
-from cartnudge.db.models import Cart, CartKey, Order, table_of
+from cartnudge.db.models import Cart, CartKey, Order
 from cartnudge.db.session import reading
 from cartnudge.intake.examples import (
     ExampleRequest,
@@ -61,7 +61,7 @@ def keyless_order(
 def outcome(engine: Engine, shop_id: int) -> dict[str, Any]:
     """Per cart (named by its storefront id): status, order and when bought; per order:
     the cart it names and its total."""
-    carts_t, keys_t, orders_t = table_of(Cart), table_of(CartKey), table_of(Order)
+    carts_t, keys_t, orders_t = Cart, CartKey, Order
     with reading(engine) as conn:
         name = {
             row.cart_id: row.value
@@ -80,7 +80,7 @@ def outcome(engine: Engine, shop_id: int) -> dict[str, Any]:
 
 def timers(engine: Engine) -> list[dict[str, Any]]:
     """Per shop: whether each cart (by its storefront id) still has a timer running."""
-    carts_t, keys_t = table_of(Cart), table_of(CartKey)
+    carts_t, keys_t = Cart, CartKey
     with reading(engine) as conn:
         name = {row.cart_id: row.value for row in conn.execute(select(keys_t))}
         by_shop: dict[int, dict[str, bool]] = {}

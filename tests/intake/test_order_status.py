@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from cartnudge.db.models import Order, table_of
+from cartnudge.db.models import Order
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.examples import ExampleRequest, signed_shopify
 from cartnudge.shops.repository import ShopRecord, ShopRepository
@@ -77,7 +77,7 @@ def refund(shop: ShopRecord, refund_id: int, amount: str, webhook_id: str) -> Ex
 
 
 def order_rows(engine: Engine, shop_id: int) -> dict[str, dict[str, Any]]:
-    orders_t = table_of(Order)
+    orders_t = Order
     with reading(engine) as conn:
         rows = conn.execute(select(orders_t).where(orders_t.c.shop_id == shop_id))
         return {

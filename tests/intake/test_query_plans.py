@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, event, text
 
 from cartnudge.carts.repository import CartRepository
-from cartnudge.db.models import Base
+from cartnudge.db.models import metadata
 from cartnudge.db.session import writing
 from cartnudge.intake.repository import InboxRepository
 from cartnudge.shops.repository import ShopRecord
@@ -46,7 +46,7 @@ def test_every_statement_of_intake_uses_an_index(
             for row in plan:
                 detail = str(row[-1])
                 # "SCAN <table>" reads a whole table; a scan of a subquery's few rows is fine.
-                if detail.startswith("SCAN ") and detail.split()[1] in Base.metadata.tables:
+                if detail.startswith("SCAN ") and detail.split()[1] in metadata.tables:
                     full_scans.append(f"{detail}  <-  {' '.join(statement.split())[:160]}")
     assert full_scans == []
 

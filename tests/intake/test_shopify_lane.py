@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from cartnudge.db.models import PrivacyRequest, table_of
+from cartnudge.db.models import PrivacyRequest
 from cartnudge.db.session import reading, writing
 from cartnudge.events import CartEvent, Unapplicable
 from cartnudge.intake import shopify
@@ -198,7 +198,7 @@ def test_compliance_topics_are_recorded_for_the_privacy_stage(
     response = post_shopify(client, shop, topic, payload, "wh-privacy")
 
     assert response.status_code == 200
-    table = table_of(PrivacyRequest)
+    table = PrivacyRequest
     with reading(engine) as conn:
         [request] = conn.execute(select(table)).all()
     assert (request.kind, request.state, request.shop_id) == (topic, "pending", shop.id)

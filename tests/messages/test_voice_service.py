@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from cartnudge.cli_support import close_runtimes
-from cartnudge.db.models import AuditEntry, ShopDocument, table_of
+from cartnudge.db.models import AuditEntry, ShopDocument
 from cartnudge.db.session import reading, writing
 from cartnudge.messages.commands import voice_app
 from cartnudge.messages.service import VOICE, voice_of
@@ -37,7 +37,7 @@ TYPO = DEFAULT_DOCUMENT.replace(
 
 
 def versions(engine: Engine, shop_id: int, kind: str = "voice") -> list[int]:
-    docs = table_of(ShopDocument)
+    docs = ShopDocument
     stmt = select(docs.c.version).where(docs.c.shop_id == shop_id, docs.c.kind == kind)
     with reading(engine) as conn:
         return sorted(conn.execute(stmt).scalars())
@@ -54,7 +54,7 @@ def test_set_stores_a_new_version_audited_and_unchanged_text_stores_nothing(
         assert (again.version, changed) == (1, False)
 
     assert versions(engine, shop.id) == [1]
-    audit = table_of(AuditEntry)
+    audit = AuditEntry
     with reading(engine) as conn:
         row = conn.execute(select(audit).where(audit.c.action == "voice:set")).one()
     assert (row.shop_id, row.actor, row.reason, row.before, row.after) == (

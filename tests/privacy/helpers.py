@@ -17,7 +17,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from cartnudge.db.models import Base, Cart, CartStatus, Click, Order, Send, table_of
+from cartnudge.db.models import Cart, CartStatus, Click, Order, Send, metadata
 from cartnudge.db.session import reading
 from cartnudge.privacy.files import PrivacyFiles
 from cartnudge.shops.repository import ShopRecord
@@ -115,7 +115,7 @@ def every_value(engine: Engine) -> list[tuple[str, str]]:
     """(table, value as text) for every non-null value of every row of every table."""
     found = []
     with reading(engine) as conn:
-        for table in Base.metadata.sorted_tables:
+        for table in metadata.sorted_tables:
             for row in conn.execute(select(table)):
                 found += [(table.name, str(v)) for v in row if v is not None]
     return found
@@ -131,7 +131,7 @@ def traces_in_database(engine: Engine) -> list[tuple[str, str]]:
 
 def aggregates(engine: Engine, shop_id: int) -> dict[str, Any]:
     """What the owner's reports count: carts, reminders, clicks, recovered revenue."""
-    carts, sends, clicks, orders = (table_of(m) for m in (Cart, Send, Click, Order))
+    carts, sends, clicks, orders = (m for m in (Cart, Send, Click, Order))
     with reading(engine) as conn:
 
         def one(stmt: Any) -> Any:

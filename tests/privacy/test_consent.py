@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from cartnudge.db.models import ConsentEntry, table_of
+from cartnudge.db.models import ConsentEntry
 from cartnudge.db.session import reading, writing
 from cartnudge.privacy.consent import history, stopped, suppression_key
 from cartnudge.shops.repository import ShopRecord
@@ -21,7 +21,7 @@ from tests.delivery.helpers import H, Pass, sends
 from tests.intake.helpers import post_shopify
 from tests.privacy.helpers import BOB, checkout, iso
 
-ledger_t = table_of(ConsentEntry)
+ledger_t = ConsentEntry
 
 
 def ledger(engine: Engine) -> list[tuple[str, str, str]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, select, text
 
-from cartnudge.db.models import Cart, PrivacyLogEntry, table_of
+from cartnudge.db.models import Cart, PrivacyLogEntry
 from cartnudge.db.session import reading
 from cartnudge.privacy.worker import run_privacy
 from cartnudge.shops.repository import ShopRecord
@@ -32,7 +32,7 @@ from tests.privacy.helpers import (
     traces_in_database,
 )
 
-log_t = table_of(PrivacyLogEntry)
+log_t = PrivacyLogEntry
 
 
 def privacy_log(engine: Engine) -> list[dict[str, object]]:
@@ -180,7 +180,7 @@ def test_shop_redact_leaves_no_row_of_the_shop(
     [entry] = [e for e in privacy_log(engine) if e["action"] == "shop_erase"]
     assert entry["shop_id"] is None and entry["counts"]["carts"] == 3
     with reading(engine) as conn:
-        assert conn.execute(select(table_of(Cart).c.id)).all()  # the other shop's
+        assert conn.execute(select(Cart.c.id)).all()  # the other shop's
 
 
 def test_a_request_that_names_nobody_fails_visibly_and_is_tried_again(

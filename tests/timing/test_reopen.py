@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from cartnudge.carts.actions import stop_cart
-from cartnudge.db.models import AuditEntry, CartStatus, table_of
+from cartnudge.db.models import AuditEntry, CartStatus
 from cartnudge.db.session import reading, writing
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.timing.waiter import wake_due
@@ -25,7 +25,7 @@ from tests.intake.test_shopify_lane import current_checkout
 D = timedelta(days=1)
 # The storefront's 64.00 cart (medium tier): reminders 2 h and 22 h on, given up 2 d later.
 GIVEN_UP = T0 + 24 * H + 2 * D
-audit_t = table_of(AuditEntry)
+audit_t = AuditEntry
 
 
 def status_audits(engine: Engine, cart_id: int) -> list[tuple[str, str, str | None]]:

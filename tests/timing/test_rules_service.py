@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from cartnudge.db.models import AuditEntry, ShopDocument, table_of
+from cartnudge.db.models import AuditEntry, ShopDocument
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.examples import storefront_event
 from cartnudge.shops.repository import ShopRecord
@@ -26,7 +26,7 @@ FAST = DEFAULT_DOCUMENT.replace("wait_override: null", "wait_override: [30m, 1d]
 
 
 def versions(engine: Engine, shop_id: int) -> list[int]:
-    docs = table_of(ShopDocument)
+    docs = ShopDocument
     with reading(engine) as conn:
         return list(conn.execute(select(docs.c.version).where(docs.c.shop_id == shop_id)).scalars())
 
@@ -43,7 +43,7 @@ def test_set_stores_a_new_version_and_unchanged_text_stores_nothing(
 
     assert versions(engine, shop.id) == [1]
     with reading(engine) as conn:
-        audit = table_of(AuditEntry)
+        audit = AuditEntry
         row = conn.execute(select(audit).where(audit.c.action == "rules:set")).one()
     assert (row.before, row.after, row.reason) == (
         {"rules_version": 0},

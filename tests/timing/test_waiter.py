@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from cartnudge.db.models import AuditEntry, Send, table_of
+from cartnudge.db.models import AuditEntry, Send
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.examples import storefront_event
 from cartnudge.shops.repository import ShopRecord
@@ -26,7 +26,7 @@ from tests.intake.helpers import carts, post_storefront
 from tests.test_cli import cli  # noqa: F401 - the fixture
 
 H = timedelta(hours=1)
-sends_t = table_of(Send)
+sends_t = Send
 
 
 def sends(engine: Engine) -> list[Any]:
@@ -67,7 +67,7 @@ def test_a_carts_reminders_come_at_the_rules_times_then_it_is_given_up(
         (1, "queued", T0 + 2 * H),
         (2, "queued", T0 + 24 * H),
     ]
-    audit = table_of(AuditEntry)
+    audit = AuditEntry
     with reading(engine) as conn:
         actions = conn.execute(
             select(audit.c.action).where(audit.c.actor == "waiter").order_by(audit.c.id)

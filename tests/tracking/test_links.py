@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from cartnudge.db.models import AuditEntry, Click, ConsentEntry, table_of
+from cartnudge.db.models import AuditEntry, Click, ConsentEntry
 from cartnudge.db.session import reading
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.tracking.policy import landing_url
@@ -20,11 +20,11 @@ from cartnudge.tracking.tokens import Purpose, make_token, send_of
 from tests.conftest import KEY, T0
 from tests.delivery.helpers import H, Pass, post, sends
 
-ledger_t = table_of(ConsentEntry)
+ledger_t = ConsentEntry
 # The ledger's unsubscribes (checkout opt-ins are in the ledger from the start).
 unsubscribes = select(ledger_t).where(ledger_t.c.kind == "unsubscribe").subquery()
-clicks_t = table_of(Click)
-audit_t = table_of(AuditEntry)
+clicks_t = Click
+audit_t = AuditEntry
 
 
 def count(engine: Engine, table: Any) -> int:

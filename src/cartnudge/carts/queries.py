@@ -10,12 +10,12 @@ import orjson
 from sqlalchemy import Column, Connection, Table, select
 
 from cartnudge.carts.repository import CartRepository
-from cartnudge.db.models import AuditEntry, Cart, InboxEvent, Send, table_of
+from cartnudge.db.models import AuditEntry, Cart, InboxEvent, Send
 
-carts = table_of(Cart)
-inbox = table_of(InboxEvent)
-audit = table_of(AuditEntry)
-sends = table_of(Send)
+carts = Cart
+inbox = InboxEvent
+audit = AuditEntry
+sends = Send
 
 
 def _iso(value: Any) -> str | None:

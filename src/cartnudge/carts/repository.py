@@ -22,22 +22,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cartnudge.db.models import (
-    AuditEntry,
-    Cart,
-    CartKey,
-    InboxEvent,
-    Order,
-    table_of,
-)
+from cartnudge.db.models import AuditEntry, Cart, CartKey, InboxEvent, Order
 from cartnudge.db.portable import insert_many_ids, insert_many_returning, select_in
 from cartnudge.db.types import UtcDateTime
 
-carts = table_of(Cart)
-keys_t = table_of(CartKey)
-orders = table_of(Order)
-audit = table_of(AuditEntry)
-inbox = table_of(InboxEvent)
+carts = Cart
+keys_t = CartKey
+orders = Order
+audit = AuditEntry
+inbox = InboxEvent
 
 # Built once, executed with parameter dicts (see cartnudge.db.portable).
 _UPDATE_CART = update(carts).where(carts.c.id == bindparam("_cart_id"))

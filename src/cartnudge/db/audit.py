@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from cartnudge.db.models import AuditEntry, table_of
+from cartnudge.db.models import AuditEntry
 from cartnudge.db.portable import insert_many
 
-_AUDIT = table_of(AuditEntry)
+_AUDIT = AuditEntry
 
 
 def write_audit(conn: Connection, rows: list[dict[str, Any]]) -> None:

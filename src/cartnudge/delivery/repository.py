@@ -21,11 +21,11 @@ from sqlalchemy import (
     update,
 )
 
-from cartnudge.db.models import Cart, CartStatus, Send, SendStatus, table_of
+from cartnudge.db.models import Cart, CartStatus, Send, SendStatus
 from cartnudge.db.types import UtcDateTime
 
-sends = table_of(Send)
-carts = table_of(Cart)
+sends = Send
+carts = Cart
 
 # Statuses of a send that may have reached the shopper: do-not-disturb counts them all.
 REACHED = (SendStatus.SENDING.value, SendStatus.SENT.value, SendStatus.AMBIGUOUS.value)

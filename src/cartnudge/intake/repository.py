@@ -15,13 +15,12 @@ from cartnudge.db.models import (
     InboxStatus,
     PrivacyRequest,
     RequestState,
-    table_of,
 )
 from cartnudge.db.portable import insert_many_returning, select_in
 
-inbox = table_of(InboxEvent)
-privacy = table_of(PrivacyRequest)
-carts_t = table_of(Cart)
+inbox = InboxEvent
+privacy = PrivacyRequest
+carts_t = Cart
 
 IDS_PER_QUERY = 500  # ids per ``IN (...)``: well under every engine's limit on parameters
 

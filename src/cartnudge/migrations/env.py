@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
-from cartnudge.db.models import Base
+from cartnudge.db.models import metadata
 
 config = context.config
 engine: Engine = config.attributes["engine"]
@@ -13,7 +13,7 @@ engine: Engine = config.attributes["engine"]
 with engine.connect() as connection:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=metadata,
         render_as_batch=True,  # SQLite alters tables by copy; batch mode does that portably
         compare_type=True,
     )

@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy import Connection, String, bindparam, func, insert, select, update
 
-from cartnudge.db.models import STOP_KINDS, ConsentEntry, ConsentKind, Send, table_of
+from cartnudge.db.models import STOP_KINDS, ConsentEntry, ConsentKind, Send
 from cartnudge.db.portable import insert_many
 from cartnudge.db.types import UtcDateTime
 
-ledger = table_of(ConsentEntry)
-sends = table_of(Send)
+ledger = ConsentEntry
+sends = Send
 
 _STOP_VALUES = sorted(kind.value for kind in STOP_KINDS)
 # The first stop entry per address: what stopped it, and when.

@@ -26,18 +26,17 @@ from cartnudge.db.models import (
     Send,
     SendStatus,
     Shop,
-    table_of,
 )
 
-carts = table_of(Cart)
-sends = table_of(Send)
-inbox = table_of(InboxEvent)
-orders = table_of(Order)
-audit = table_of(AuditEntry)
-clicks = table_of(Click)
-requests = table_of(PrivacyRequest)
-privacy_log = table_of(PrivacyLogEntry)
-shops = table_of(Shop)
+carts = Cart
+sends = Send
+inbox = InboxEvent
+orders = Order
+audit = AuditEntry
+clicks = Click
+requests = PrivacyRequest
+privacy_log = PrivacyLogEntry
+shops = Shop
 
 CLOSED = sorted(s.value for s in CartStatus if s is not CartStatus.OPEN)
 # The bodies of requests not yet acted on are what names their shopper: retention keeps them.

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Table
 
 from cartnudge.carts.queries import show_cart
 from cartnudge.db.audit import write_audit
-from cartnudge.db.models import Base, PrivacyLogEntry
+from cartnudge.db.models import PrivacyLogEntry, metadata
 from cartnudge.privacy.consent import history, suppression_key
 from cartnudge.privacy.files import PrivacyFiles
 from cartnudge.privacy.ledger_repository import LedgerRepository, ledger
@@ -190,8 +190,8 @@ def shop_tables() -> list[Table]:
     """Every table whose rows belong to a shop (the privacy log outlives its shop)."""
     return [
         table
-        for table in Base.metadata.sorted_tables
-        if "shop_id" in table.c and table.name != PrivacyLogEntry.__tablename__
+        for table in metadata.sorted_tables
+        if "shop_id" in table.c and table.name != PrivacyLogEntry.name
     ]
 
 

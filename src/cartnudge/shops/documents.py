@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, exists, insert, select
 
-from cartnudge.db.models import ShopDocument, table_of
+from cartnudge.db.models import ShopDocument
 
-documents = table_of(ShopDocument)
+documents = ShopDocument
 _newer = documents.alias("newer")
 # Built once: each version row of the wanted shops for which no newer version exists.
 _LATEST = select(documents).where(

@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from cartnudge.db.models import Shop, table_of
+from cartnudge.db.models import Shop
 
-shops = table_of(Shop)
+shops = Shop
 
 
 @dataclass(frozen=True, slots=True)

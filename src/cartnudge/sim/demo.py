@@ -28,7 +28,7 @@ from cartnudge.clock import FrozenClock
 from cartnudge.config import Settings
 from cartnudge.db.engine import make_engine
 from cartnudge.db.migrate import upgrade
-from cartnudge.db.models import Cart, CartKey, Send, table_of
+from cartnudge.db.models import Cart, CartKey, Send
 from cartnudge.db.session import reading, writing
 from cartnudge.intake import storefront
 from cartnudge.intake.service import Delivery, ingest_batch
@@ -243,7 +243,7 @@ def _ingest(
 
 
 def _outcomes(engine: Engine) -> dict[str, Any]:
-    sends, carts = table_of(Send), table_of(Cart)
+    sends, carts = Send, Cart
     with reading(engine) as conn:
         by_status: dict[Any, int] = dict(
             conn.execute(select(sends.c.status, func.count()).group_by(sends.c.status)).all()
@@ -275,7 +275,7 @@ def _outcomes(engine: Engine) -> dict[str, Any]:
 
 def _accounts(engine: Engine, cast: list[Shopper]) -> list[str]:
     """One line per cart: what the shopper did, which reminders went, what became of it."""
-    carts, keys, sends = table_of(Cart), table_of(CartKey), table_of(Send)
+    carts, keys, sends = Cart, CartKey, Send
     with reading(engine) as conn:
         # The row of each demo cart, found by the storefront's cart id.
         rows = {

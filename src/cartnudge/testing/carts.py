@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from cartnudge.db.models import Cart, table_of
+from cartnudge.db.models import Cart
 from cartnudge.db.session import writing
 
 CHUNK = 5000  # rows per transaction
@@ -41,7 +41,7 @@ def insert_open_carts(
         "updated_at": active_at,
         "reminders_sent": 0,
     }
-    carts = table_of(Cart)
+    carts = Cart
     for start in range(0, count, CHUNK):
         rows = [row] * min(CHUNK, count - start)
         if shoppers:

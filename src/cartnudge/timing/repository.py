@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cartnudge.db.models import Cart, CartStatus, Send, table_of
+from cartnudge.db.models import Cart, CartStatus, Send
 from cartnudge.db.types import UtcDateTime
 
-carts = table_of(Cart)
-sends = table_of(Send)
+carts = Cart
+sends = Send
 
 # The due carts, oldest timer first. On PostgreSQL the rows stay locked by this
 # transaction and other workers skip them (SKIP LOCKED); a worker that dies mid-batch

@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select
 
-from cartnudge.db.models import Cart, Click, Send, Shop, table_of
+from cartnudge.db.models import Cart, Click, Send, Shop
 
-sends = table_of(Send)
-carts = table_of(Cart)
-clicks = table_of(Click)
-shops = table_of(Shop)
+sends = Send
+carts = Cart
+clicks = Click
+shops = Shop
 
 _SEND = (
     select(
