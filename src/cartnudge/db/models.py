@@ -1,5 +1,5 @@
 """The tables, as SQLAlchemy Core tables: every statement is Core, so the ORM is never
-imported (≈ 7 MiB in each process of serve). Every row belongs to a shop; every query names
+imported (≈ 6 MiB of serve's memory). Every row belongs to a shop; every query names
 it.
 
 Statuses are ``StrEnum`` values stored as short strings, so both engines agree and a
