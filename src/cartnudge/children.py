@@ -27,7 +27,8 @@ import sys
 import threading
 import time
 import traceback
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import setproctitle
 
@@ -37,6 +38,12 @@ START_TIMEOUT_S = 30.0
 RESTART_DELAY_S = 1.0
 STOP_TIMEOUT_S = 30.0
 PARENT_CHECK_S = 0.5  # how often a child checks that serve is still there
+
+T = TypeVar("T")
+
+# What serve handed down to the children it forks, with serve's pid as "_by" (see
+# ``hand_down``).
+_handed_down: dict[str, Any] = {}
 
 
 class _Process(Protocol):
@@ -92,6 +99,23 @@ def preload(*modules: str) -> None:
         importlib.import_module(module)
     gc.collect()
     gc.freeze()
+
+
+def hand_down(**objects: Any) -> None:
+    """In serve, before forking: objects a forked child takes as they are instead of building
+    its own from the same environment (the settings; an engine with no connection open).
+    Building them again would write to, and so copy, pages the child shares with serve:
+    about 1.5 MiB a child (bench/README.md, *Memory*)."""
+    _handed_down.update(objects, _by=os.getpid())
+
+
+def handed_down(name: str, kind: type[T], make: Callable[[], T]) -> T:
+    """In a child: what serve handed down as ``name`` if this process was forked from it,
+    else ``make()`` (a child started by exec, as after a restart, builds its own)."""
+    value = _handed_down.get(name)
+    if _handed_down.get("_by") == os.getppid() and isinstance(value, kind):
+        return value
+    return make()
 
 
 class Child:

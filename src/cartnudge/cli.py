@@ -154,7 +154,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
     import uvicorn
 
     from cartnudge.app import create_app
-    from cartnudge.children import Child, preload
+    from cartnudge.children import Child, hand_down, preload
     from cartnudge.intake.writer_process import WriterProcess
     from cartnudge.logs import logging_config
 
@@ -168,6 +168,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
     # and its pages shared (see cartnudge.children); no database connection crosses a fork.
     preload("cartnudge.worker", "cartnudge.intake.remote", "cartnudge.intake.writer")
     rt.engine.dispose()
+    hand_down(settings=rt.settings, engine=rt.engine)
     # One writer process commits for every web process, on a core of its own (see
     # cartnudge.intake.writer_process): the web processes verify and parse.
     writer = WriterProcess()

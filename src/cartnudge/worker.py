@@ -99,16 +99,18 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import signal
 
-    from cartnudge.children import PARENT_CHECK_S, parent_gone
+    from sqlalchemy import Engine
+
+    from cartnudge.children import PARENT_CHECK_S, handed_down, parent_gone
     from cartnudge.db.engine import make_engine
     from cartnudge.logs import configure_logging
 
     parser = argparse.ArgumentParser(description="cartnudge loops (started by serve)")
     parser.add_argument("--parent", required=True, type=int, help="exit when this pid is gone")
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = handed_down("settings", Settings, Settings)
     configure_logging(settings.log_level)  # JSON lines on the stderr it shares with serve
-    engine = make_engine(settings.resolved_database_url)
+    engine = handed_down("engine", Engine, lambda: make_engine(settings.resolved_database_url))
     loops = Loops(engine, settings)
     signal.signal(signal.SIGTERM, lambda *_: loops.stop(timeout_s=0))
     # Ctrl-C reaches the whole process group; serve decides when the loops stop.

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
-from cartnudge.children import PARENT_CHECK_S, Child, parent_gone
+from cartnudge.children import PARENT_CHECK_S, Child, handed_down, parent_gone
 
 log = logging.getLogger("cartnudge.intake.writer_process")  # not __main__ in the child
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     from cartnudge.intake.writer import IngestWriter
     from cartnudge.logs import configure_logging
 
-    settings = Settings()
+    settings = handed_down("settings", Settings, Settings)
     configure_logging(settings.log_level)  # JSON lines on the stderr it shares with serve
     stopping = False
 
