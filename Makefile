@@ -10,7 +10,7 @@ PORT ?= 8000
 # recompiles its imports (seconds per CLI call), so this project's commands write it.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test install lint format types unit bench chaos soak redis postgres lock clean
+.PHONY: run test install lint format types unit bench chaos soak redis postgres chromium lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,12 @@ postgres:
 	@[ -n "$$PG_BINDIR" ] || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null \
 		|| { apt-get update -qq && apt-get install -y -qq postgresql; }
 
-test: install postgres
+# The dashboard's browser tests drive Debian's chromium through Playwright (never a
+# browser Playwright downloads).
+chromium:
+	@[ -x /usr/bin/chromium ] || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+test: install postgres chromium
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy

@@ -17,6 +17,8 @@ from starlette.types import Receive, Scope, Send
 from cartnudge import __version__
 from cartnudge.clock import Clock, system_clock
 from cartnudge.config import Settings
+from cartnudge.dashboard.pages import install as install_dashboard
+from cartnudge.dashboard.web import Dashboard
 from cartnudge.db.engine import make_engine
 from cartnudge.db.session import reading
 from cartnudge.http import json_response
@@ -118,6 +120,7 @@ def create_app(
     _publish_schemas(app, lanes)
 
     app.include_router(tracking_router(engine, settings.signing_key, clock))
+    install_dashboard(app, Dashboard(engine, settings, clock))
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     def healthz() -> Response:

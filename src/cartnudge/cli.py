@@ -22,6 +22,7 @@ from cartnudge.cli_support import (
 )
 from cartnudge.clock import system_clock
 from cartnudge.config import Settings
+from cartnudge.dashboard.commands import user_app
 from cartnudge.delivery.commands import sends_app
 from cartnudge.intake.commands import events_app, import_app, reconcile_app
 from cartnudge.messages.commands import voice_app
@@ -41,6 +42,7 @@ app.add_typer(voice_app, name="voice")
 app.add_typer(sends_app, name="sends")
 app.add_typer(keys_app, name="keys")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(user_app, name="user")
 app.command("unsubscribe")(unsubscribe_command)
 
 
@@ -163,6 +165,7 @@ def _run_web_processes(host: str, port: int, workers: int, *, with_loops: bool) 
         rt.settings.public_url = f"http://{host}:{port}"
         os.environ["CARTNUDGE_PUBLIC_URL"] = rt.settings.public_url  # for worker processes
     _ensure_demo_shop(rt)
+    _ensure_first_admin(rt)
     record_server(rt.settings.home, _local_url(host, port), rt.settings.public_url)
     # The children are forked from this process: what they run is imported here, once,
     # and its pages shared (see cartnudge.children); no database connection crosses a fork.
@@ -221,6 +224,21 @@ def _local_url(host: str, port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def _ensure_first_admin(rt: Runtime) -> None:
+    """With no user at all, add the admin and print their one-time password, this once."""
+    from cartnudge.dashboard.accounts import FIRST_ADMIN, first_admin
+    from cartnudge.db.session import writing
+
+    with writing(rt.engine) as conn:
+        password = first_admin(conn, system_clock())
+    if password is not None:
+        typer.echo(
+            f"cartnudge: sign in to the dashboard at {rt.settings.public_url}/ as {FIRST_ADMIN!r} "
+            f"with the one-time password {password} (shown this once: you choose your own at "
+            f"the first sign-in; `{program()} user passwd {FIRST_ADMIN}` gives a new one)"
+        )
 
 
 def _ensure_demo_shop(rt: Runtime) -> None:

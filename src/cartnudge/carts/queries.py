@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, Connection, Table, select
+from sqlalchemy import Column, Connection, Table, and_, or_, select
 
 from cartnudge.carts.repository import CartRepository
-from cartnudge.db.models import AuditEntry, Cart, InboxEvent, Send
+from cartnudge.db.models import AuditEntry, Cart, Click, InboxEvent, Order, Send
 
 carts = Cart
 inbox = InboxEvent
 audit = AuditEntry
 sends = Send
+clicks = Click
+orders = Order
 
 
 def _iso(value: Any) -> str | None:
@@ -196,3 +199,113 @@ def show_cart(conn: Connection, cart_id: int, *, payloads: bool = False) -> dict
         for a in entries
     ]
     return view
+
+
+@dataclass(frozen=True)
+class CartFilter:
+    """What the owner's cart list is narrowed to; every part optional."""
+
+    status: str | None = None
+    total_from: int | None = None  # minor units, inclusive (a size tier's range)
+    total_below: int | None = None  # minor units, exclusive
+    with_unknown_total: bool = False  # a tier that takes carts with no total (the middle one)
+    active_since: datetime | None = None
+    active_before: datetime | None = None
+    email_key: str | None = None
+    reminded: bool | None = None
+
+
+@dataclass(frozen=True)
+class CartPage:
+    rows: list[Any]
+    next_after: tuple[datetime, int] | None  # where the next page starts, if there is one
+
+
+def page_of_carts(
+    conn: Connection,
+    shop_id: int,
+    where: CartFilter,
+    *,
+    after: tuple[datetime, int] | None = None,
+    limit: int = 50,
+) -> CartPage:
+    """One page of the shop's carts, most recently active first. Pages are keyed on
+    (last activity, id), not counted by offset: the 1,000th page costs what the first does,
+    and carts arriving meanwhile neither repeat nor skip a row."""
+    stmt = select(
+        carts.c.id,
+        carts.c.status,
+        carts.c.email,
+        carts.c.currency,
+        carts.c.total_minor,
+        carts.c["items"],  # not .items: that is the column collection's own method
+        carts.c.reminders_sent,
+        carts.c.last_activity_at,
+        carts.c.next_wake_at,
+        carts.c.source,
+    ).where(carts.c.shop_id == shop_id)
+    if where.status is not None:
+        stmt = stmt.where(carts.c.status == where.status)
+    size = []
+    if where.total_from is not None:
+        size.append(carts.c.total_minor >= where.total_from)
+    if where.total_below is not None:
+        size.append(carts.c.total_minor < where.total_below)
+    if size:
+        in_range = and_(*size)
+        stmt = stmt.where(
+            or_(in_range, carts.c.total_minor.is_(None)) if where.with_unknown_total else in_range
+        )
+    if where.active_since is not None:
+        stmt = stmt.where(carts.c.last_activity_at >= where.active_since)
+    if where.active_before is not None:
+        stmt = stmt.where(carts.c.last_activity_at < where.active_before)
+    if where.email_key is not None:
+        stmt = stmt.where(carts.c.email_key == where.email_key)
+    if where.reminded is not None:
+        stmt = stmt.where(
+            carts.c.reminders_sent > 0 if where.reminded else carts.c.reminders_sent == 0
+        )
+    if after is not None:
+        at, cart_id = after
+        stmt = stmt.where(
+            or_(
+                carts.c.last_activity_at < at,
+                and_(carts.c.last_activity_at == at, carts.c.id < cart_id),
+            )
+        )
+    stmt = stmt.order_by(carts.c.last_activity_at.desc(), carts.c.id.desc()).limit(limit + 1)
+    rows = list(conn.execute(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return CartPage(rows, (rows[-1].last_activity_at, rows[-1].id) if more and rows else None)
+
+
+def clicks_and_orders(conn: Connection, cart_id: int) -> tuple[list[Any], list[Any]]:
+    """A cart's clicks on its reminders and the orders that named it, oldest first."""
+    clicked = list(
+        conn.execute(
+            select(clicks.c.at, sends.c.step)
+            .join(sends, sends.c.id == clicks.c.send_id)
+            .where(sends.c.cart_id == cart_id)
+            .order_by(clicks.c.at)
+        )
+    )
+    bought = list(
+        conn.execute(
+            select(
+                orders.c.placed_at,
+                orders.c.external_id,
+                orders.c.source,
+                orders.c.currency,
+                orders.c.total_minor,
+                orders.c.cancelled_at,
+                orders.c.financial_status,
+                orders.c.test,
+                orders.c.refunded_minor,
+            )
+            .where(orders.c.cart_id == cart_id)
+            .order_by(orders.c.placed_at)
+        )
+    )
+    return clicked, bought

@@ -199,6 +199,8 @@ Cart = Table(
     Column("given_up_at", UtcDateTime),
     Index("ix_carts_shop_status", "shop_id", "status", "last_activity_at"),
     Index("ix_carts_shop_email", "shop_id", "email_key"),
+    # The dashboard's cart list, newest first, a page at a time (keyset on the pair).
+    Index("ix_carts_shop_activity", "shop_id", "last_activity_at", "id"),
     # The waiter's sweep reads only carts with a timer, so the index holds only those.
     Index(
         "ix_carts_due",
@@ -449,4 +451,56 @@ PrivacyLogEntry = Table(
     Column("request_id", BigInteger),
     Column("at", UtcDateTime, nullable=False),
     Column("counts", Json, nullable=False),
+)
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # every shop, and the users
+    OWNER = "owner"  # acts on the shops they are given
+    VIEWER = "viewer"  # reads the shops they are given, changes nothing
+
+
+# The people who sign in to the dashboard. Not a shop's row: an admin sees every shop, and
+# one owner may run several; ``user_shops`` says which.
+User = Table(
+    "users",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    # What they sign in with: an email address or a short name, in lower case.
+    Column("login", String(320), unique=True, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),  # argon2id, with its parameters
+    # A password someone else chose (the first admin's, one set by an admin) must be
+    # replaced at the next sign-in.
+    Column("must_change_password", Boolean, default=False, nullable=False),
+    # Failed sign-ins in a row; from the fifth, each locks the account for longer.
+    Column("failed_sign_ins", Integer, default=0, server_default="0", nullable=False),
+    Column("locked_until", UtcDateTime),
+    Column("last_sign_in_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Which shops an owner or a viewer may see.
+UserShop = Table(
+    "user_shops",
+    metadata,
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("shop_id", "user_id"),
+    Index("ix_user_shops_user", "user_id"),
+)
+
+# A signed-in browser. The cookie holds a random token; only its SHA-256 is stored, so a
+# copy of the database signs nobody in. Each session has its own CSRF token for forms.
+WebSession = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_web_sessions_user", "user_id"),
+    Index("ix_web_sessions_expires", "expires_at"),
 )

@@ -1,0 +1,1 @@
+"""The owner's dashboard: who signs in, and the pages they see."""

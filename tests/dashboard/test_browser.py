@@ -1,0 +1,170 @@
+"""The dashboard driven in a real browser: Debian's Chromium through Playwright, against a
+real ``cartnudge serve``. Each test saves screenshots under ``var/screenshots`` (ignored
+by git) as a record of what the owner saw."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cartnudge.intake.examples import storefront_event
+from cartnudge.intake.signatures import sign_standard
+from tests.e2e.test_first_run import cli, start_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+PASSWORD = "a browser's password"
+# As root in a container, and on a machine with no way out: no sandbox, nothing fetched.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs Debian's chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+    process, env, base = start_server(tmp_path)
+    try:
+        yield env, base
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context()
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def admin_password(env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [*cli_command(), "user", "passwd", "admin", "--password-stdin"],
+        env=env,
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def cli_command() -> list[str]:
+    from tests.e2e.test_first_run import CARTNUDGE
+
+    return [CARTNUDGE]
+
+
+def shop_with_carts(env: dict[str, str], base: str, emails: list[str]) -> str:
+    """A shop that can send, and one storefront cart per address; its slug."""
+    added = cli(
+        env,
+        "shop",
+        "add",
+        "browser",
+        "--name",
+        "Browser <b>Shop</b>",
+        "--timezone",
+        "Europe/London",
+        "--currency",
+        "GBP",
+        "--sender",
+        "Shop <hello@shop.example>",
+        "--address",
+        "1 High Street, London",
+    )
+    assert added.returncode == 0, added.stderr
+    secret = json.loads(added.stdout)["webhooks"]["storefront"]["secret"]
+    now = datetime.now(UTC)
+    for n, email in enumerate(emails):
+        body = json.dumps(
+            storefront_event(cart_id=f"browser-{n}", occurred_at=now, email=email)
+        ).encode()
+        headers = sign_standard(body, f"msg_browser_{n}", secret, int(now.timestamp()))
+        headers["content-type"] = "application/json"
+        answer = httpx.post(f"{base}/webhooks/storefront/browser", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    return "browser"
+
+
+def test_sign_in_find_a_cart_read_its_timeline_suppress_it_and_no_email_goes(
+    served: tuple[dict[str, str], str], page: Any, tmp_path: Path
+) -> None:
+    env, base = served
+    admin_password(env)
+    slug = shop_with_carts(env, base, ["keep@example.com", "stop@example.com"])
+
+    page.goto(f"{base}/shops/{slug}/carts")
+    assert page.url.startswith(f"{base}/signin")
+    page.fill("#login", "admin")
+    page.fill("#password", "not it at all")
+    page.click("button[type=submit]")
+    assert "wrong login or password" in page.inner_text("[role=alert]")
+    page.fill("#login", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/shops/{slug}/carts")
+    shot(page, "01-cart-list")
+    assert page.locator("tbody tr").count() == 2
+    assert "Browser <b>Shop</b>" in page.inner_text("h1")  # the name, as text
+
+    page.fill("#email", "stop@example.com")
+    page.click("text=Show")
+    page.wait_for_function("document.querySelectorAll('tbody tr').length === 1")
+    page.click("tbody a")
+    shot(page, "02-cart-timeline")
+    assert "received checkout_started" in page.inner_text(".timeline")
+    assert "s•••@example.com" in page.inner_text("body")
+
+    page.click("text=Suppress…")
+    assert "Send no reminder about these carts?" in page.inner_text("h1")
+    page.fill("#reason", "asked by phone")
+    page.click("button.danger")
+    page.wait_for_selector("[role=status]")
+    shot(page, "03-suppressed")
+    assert "Suppressed: 1 cart(s)." in page.inner_text("[role=status]")
+    assert "status:suppressed by user:admin" in page.inner_text(".timeline")
+
+    # Noon the next day in London: the other cart's first reminder goes, this one's not.
+    noon = (datetime.now(UTC) + timedelta(days=1)).replace(hour=12, minute=0, second=0)
+    ticked = cli(env, "tick", "--now", noon.isoformat())
+    assert ticked.returncode == 0, ticked.stderr
+    outbox = Path(env["CARTNUDGE_HOME"]) / "outbox" / slug
+    sent = [p.read_text() for p in outbox.glob("*.eml")]
+    assert len(sent) == 1
+    assert "keep@example.com" in sent[0] and "stop@example.com" not in sent[0]
