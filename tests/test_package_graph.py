@@ -34,6 +34,7 @@ ORDER: tuple[frozenset[str], ...] = tuple(
             "logs",
             "http",
             "children",
+            "templating",
         },
         {"db"},
         # The CLI's runtime looks a shop up by its slug for every stage's commands.
@@ -78,6 +79,7 @@ SERVES: dict[tuple[str, str], str] = {
     ("cartnudge.carts.actions", "cartnudge.delivery.service"): "cancel_cart_sends",
     ("cartnudge.carts.service", "cartnudge.delivery.service"): "hand_over_sends",
     ("cartnudge.shops.service", "cartnudge.delivery.service"): "release_held_sends",
+    ("cartnudge.shops.controls", "cartnudge.delivery.service"): "release_paused_sends",
     # A shop's mail route is checked by the providers that will use it.
     ("cartnudge.shops.service", "cartnudge.delivery.providers"): "parse_mail_url",
     # A reminder carries signed links that tracking later reads back.

@@ -120,7 +120,8 @@ def create_app(
     _publish_schemas(app, lanes)
 
     app.include_router(tracking_router(engine, settings.signing_key, clock))
-    install_dashboard(app, Dashboard(engine, settings, clock))
+    webhooks = Webhooks(intake, lanes)
+    install_dashboard(app, Dashboard(engine, settings, clock), webhooks)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     def healthz() -> Response:
@@ -140,7 +141,7 @@ def create_app(
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return Front(app, Webhooks(intake, lanes))
+    return Front(app, webhooks)
 
 
 def app_from_environment() -> Front:

@@ -154,7 +154,7 @@ def test_sign_in_find_a_cart_read_its_timeline_suppress_it_and_no_email_goes(
     page.click("text=Suppress…")
     assert "Send no reminder about these carts?" in page.inner_text("h1")
     page.fill("#reason", "asked by phone")
-    page.click("button.danger")
+    page.click("form[action$='/carts/act'] button.danger")
     page.wait_for_selector("[role=status]")
     shot(page, "03-suppressed")
     assert "Suppressed: 1 cart(s)." in page.inner_text("[role=status]")
@@ -168,3 +168,80 @@ def test_sign_in_find_a_cart_read_its_timeline_suppress_it_and_no_email_goes(
     sent = [p.read_text() for p in outbox.glob("*.eml")]
     assert len(sent) == 1
     assert "keep@example.com" in sent[0] and "stop@example.com" not in sent[0]
+
+
+def test_pause_the_shop_and_nothing_goes_until_it_resumes(
+    served: tuple[dict[str, str], str], page: Any
+) -> None:
+    env, base = served
+    admin_password(env)
+    slug = shop_with_carts(env, base, ["one@example.com"])
+    page.goto(f"{base}/signin")
+    page.fill("#login", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("form[action='/signin'] button")
+    page.goto(f"{base}/shops/{slug}/carts")
+    page.fill("input[name=reason]", "checking the copy")
+    page.click("text=Pause all sending")
+    page.wait_for_selector(".paused")
+    shot(page, "04-paused")
+    banner = page.inner_text(".paused")
+    assert "Sending is paused for Browser <b>Shop</b>" in banner and "checking the copy" in banner
+    page.click("tbody a")  # every page of the shop says so
+    assert "Sending is paused" in page.inner_text(".paused")
+
+    noon = (datetime.now(UTC) + timedelta(days=1)).replace(hour=12, minute=0, second=0)
+    held = cli(env, "tick", "--now", noon.isoformat())
+    assert json.loads(held.stdout)["sender"]["held"] == 1
+    outbox = Path(env["CARTNUDGE_HOME"]) / "outbox" / slug
+    assert list(outbox.glob("*.eml")) == []
+
+    page.click("text=Resume sending")
+    page.wait_for_selector("[role=status]")
+    assert page.locator(".paused").count() == 0
+    sent = cli(env, "tick", "--now", (noon + timedelta(minutes=1)).isoformat())
+    assert json.loads(sent.stdout)["sender"]["sent"] == 1
+    assert len(list(outbox.glob("*.eml"))) == 1
+
+
+def test_add_a_shop_and_send_its_test_event(served: tuple[dict[str, str], str], page: Any) -> None:
+    env, base = served
+    admin_password(env)
+    page.goto(f"{base}/signin")
+    page.fill("#login", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("form[action='/signin'] button")
+    page.click("text=Add a shop")
+    page.fill("#slug", "tea-house")
+    page.fill("#name", "Tea House")
+    page.fill("#timezone", "Mars/Olympus")
+    page.fill("#currency", "EUR")
+    page.click("form[action='/shops/new'] button")
+    assert "not an IANA time zone" in page.inner_text("#timezone-error")  # beside the field
+    page.fill("#timezone", "Europe/Paris")
+    page.click("form[action='/shops/new'] button")
+    shot(page, "05-shop-added")
+    assert "shown in full on this page only" in page.inner_text("[role=status]")
+    assert "/webhooks/storefront/tea-house" in page.inner_text("table")
+    page.click("form[action$='/test-event'] button")
+    page.wait_for_selector(".arrived")
+    shot(page, "06-test-event")
+    assert "Arrived: answered 200, applied" in page.inner_text(".arrived")
+    assert "✓ a first event received" in page.inner_text(".checklist")
+    page.click(".arrived a")
+    assert "received checkout_started" in page.inner_text(".timeline")
+
+
+def test_today_shows_the_days_figures(served: tuple[dict[str, str], str], page: Any) -> None:
+    env, base = served
+    admin_password(env)
+    slug = shop_with_carts(env, base, ["one@example.com", "two@example.com"])
+    page.goto(f"{base}/shops/{slug}/today")
+    page.fill("#login", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("form[action='/signin'] button")
+    page.wait_for_url(f"{base}/shops/{slug}/today")
+    shot(page, "07-today")
+    seen = page.locator("table.figures tr", has_text="Carts seen").inner_text()
+    assert seen.split()[-3:] == ["2", "2", "2"]
+    assert page.locator("svg[role=img]").count() == 1

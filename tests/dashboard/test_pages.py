@@ -308,3 +308,35 @@ def test_bad_filters_and_links_get_a_clear_400(
     assert client.get(f"{base}/not-a-number").status_code == 404
     with reading(engine) as conn:
         assert conn.scalar(select(func.count()).select_from(Cart)) == 0
+
+
+def test_an_owner_pauses_sending_in_one_click_and_every_page_says_so(
+    client: TestClient, shop: ShopRecord, engine: Engine
+) -> None:
+    post(client, shop, cart_id="c1")
+    (cart_id,) = cart_ids(engine, shop)
+    user(engine, "owner", shops=[shop.slug])
+    user(engine, "viewer", role=Role.VIEWER, shops=[shop.slug])
+    sign_in(client, "viewer")
+    csrf = csrf_of(client, f"/shops/{shop.slug}/carts")
+    assert "Pause all sending" not in client.get(f"/shops/{shop.slug}/carts").text
+    refused = client.post(f"/shops/{shop.slug}/sending", data={"csrf": csrf, "switch": "pause"})
+    assert refused.status_code == 403
+    client.cookies.clear()
+    sign_in(client, "owner")
+    csrf = csrf_of(client, f"/shops/{shop.slug}/carts")
+    assert client.post(f"/shops/{shop.slug}/sending", data={"switch": "pause"}).status_code == 403
+    paused = client.post(
+        f"/shops/{shop.slug}/sending",
+        data={"csrf": csrf, "switch": "pause", "reason": "new copy", "back": "/elsewhere"},
+    )
+    assert paused.status_code == 404  # back to /elsewhere: a path of this site, not found
+    for page in (f"/shops/{shop.slug}/carts", f"/shops/{shop.slug}/carts/{cart_id}"):
+        text = client.get(page).text
+        assert "Sending is paused for" in text and "new copy" in text and "by user:owner" in text
+    again = client.post(f"/shops/{shop.slug}/sending", data={"csrf": csrf, "switch": "pause"})
+    assert again.status_code == 400 and "already paused" in again.text
+    resumed = client.post(f"/shops/{shop.slug}/sending", data={"csrf": csrf, "switch": "resume"})
+    assert "Sending resumed" in resumed.text and "Sending is paused for" not in resumed.text
+    bad = client.post(f"/shops/{shop.slug}/sending", data={"csrf": csrf, "switch": "off"})
+    assert bad.status_code == 400

@@ -91,6 +91,32 @@ def test_a_batch_finds_its_replays_by_reading_only_its_deliveries(
     assert_reads_only_these(engine, "inbox_events", wanted, lambda c: InboxRepository(c).recorded)
 
 
+def stale_statistics(engine: Engine, table: str, insert_sample: str, shop_id: int) -> None:
+    """Statistics taken from a small sample in which the looked-up column repeats (as early
+    on), then the table emptied: the state in which PostgreSQL chose a scan per value."""
+    with writing(engine) as conn:
+        conn.execute(text(insert_sample), {"shop": shop_id})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"ANALYZE {table}"))
+    with writing(engine) as conn:
+        conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_stale_statistics_do_not_turn_the_inbox_lookup_into_scans(
+    client: TestClient, engine: Engine, shop: ShopRecord
+) -> None:
+    stale_statistics(
+        engine,
+        "inbox_events",
+        "INSERT INTO inbox_events (shop_id, source, external_id, topic, status, received_at)"
+        " SELECT :shop, 's' || g, 'dup-' || (g % 3), 't', 'applied', now()"
+        " FROM generate_series(1, 300) AS g",
+        shop.id,
+    )
+    test_a_batch_finds_its_replays_by_reading_only_its_deliveries(client, engine, shop)
+
+
 def assert_reads_only_these(
     engine: Engine,
     table: str,

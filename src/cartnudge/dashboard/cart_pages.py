@@ -34,11 +34,18 @@ from cartnudge.timing.service import rules_of
 PAGE_SIZE = 50
 
 
+# The pause is said by the banner on every page; resuming gets a word of its own.
+CONTROL_NOTICES = {"resumed": "Sending resumed: the reminders the pause held go now."}
+
+
 def _notice(code: str | None) -> str | None:
-    """The notice after an action, from the code its redirect carries (``action.done.left``):
-    the page writes the words, so a crafted link cannot put its own on the page."""
+    """The notice after an action, from the code its redirect carries (``action.done.left``,
+    or a control's name): the page writes the words, so a crafted link cannot put its own
+    on the page."""
     if not code:
         return None
+    if code in CONTROL_NOTICES:
+        return CONTROL_NOTICES[code]
     action, _, counts = code.partition(".")
     done, _, left = counts.partition(".")
     if action not in ACTIONS or not done.isdigit() or not left.isdigit():
@@ -140,8 +147,8 @@ def cart_router(dash: Dashboard) -> APIRouter:
     def home(request: Request) -> Response:
         viewer = dash.require(request)
         shops = dash.shops_of(viewer)
-        if len(shops) == 1:
-            return RedirectResponse(f"/shops/{shops[0].slug}/carts", status_code=303)
+        if len(shops) == 1 and not viewer.can_act:  # nothing else to choose or do here
+            return RedirectResponse(f"/shops/{shops[0].slug}/today", status_code=303)
         return dash.render("shops.html", {"shops": shops}, viewer=viewer)
 
     @router.get("/shops/{slug}/carts")
@@ -170,10 +177,10 @@ def cart_router(dash: Dashboard) -> APIRouter:
                 "statuses": [s.value for s in CartStatus],
                 "next_link": next_link,
                 "first_page": after is None,
-                "local_time": lambda at: dash.local_time(at, shop),
                 "notice": _notice(request.query_params.get("done")),
             },
             viewer=viewer,
+            here=request.url.path,
         )
 
     @router.get("/shops/{slug}/carts/{cart_id}")
@@ -194,11 +201,11 @@ def cart_router(dash: Dashboard) -> APIRouter:
                 "timeline": entries,
                 "reveal": request.query_params.get("reveal") == "address",
                 "why_not": not_reminded(view, shop.activated_at),
-                "local_time": lambda at: dash.local_time(at, shop),
                 "actions": ACTIONS,
                 "notice": _notice(request.query_params.get("done")),
             },
             viewer=viewer,
+            here=request.url.path,
         )
 
     return router
@@ -246,6 +253,7 @@ def action_router(dash: Dashboard) -> APIRouter:
                 },
                 viewer=viewer,
                 status=400 if error else 200,
+                here=f"/shops/{shop.slug}/carts",
             )
         asked = ActionRequest(action, ids, reason, f"user:{viewer.login}"[:64])
 

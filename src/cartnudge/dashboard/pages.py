@@ -9,9 +9,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from cartnudge.dashboard.account_pages import account_router
 from cartnudge.dashboard.cart_pages import action_router, cart_router
+from cartnudge.dashboard.connect_pages import connect_router
+from cartnudge.dashboard.control_pages import control_router
+from cartnudge.dashboard.today_pages import today_router
 from cartnudge.dashboard.web import (
     HERE,
     SESSION_COOKIE,
@@ -22,12 +26,15 @@ from cartnudge.dashboard.web import (
 )
 
 
-def install(app: FastAPI, dash: Dashboard) -> None:
+def install(app: FastAPI, dash: Dashboard, webhooks: ASGIApp) -> None:
     """Serve the dashboard from ``app``: its pages, its static files, its error pages."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(account_router(dash))
     app.include_router(cart_router(dash))
     app.include_router(action_router(dash))
+    app.include_router(control_router(dash))
+    app.include_router(connect_router(dash, webhooks))
+    app.include_router(today_router(dash))
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SignInNeeded)

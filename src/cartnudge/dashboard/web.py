@@ -30,6 +30,7 @@ from cartnudge.dashboard.policy import SESSION_LIFETIME
 from cartnudge.db.session import reading
 from cartnudge.money import format_minor
 from cartnudge.shops.repository import ShopRecord, ShopRepository
+from cartnudge.templating import environment
 
 MAX_FORM_FIELD = 2000  # characters; a reason or a filter longer than this is refused
 T = TypeVar("T")
@@ -94,13 +95,7 @@ def safe_next(target: str | None) -> str:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = environment(HERE / "templates")
     env.filters["money"] = lambda minor, currency, locale=None: (
         "" if minor is None or currency is None else format_minor(minor, currency, locale)
     )
@@ -179,9 +174,15 @@ class Dashboard:
         *,
         viewer: Viewer | None = None,
         status: int = 200,
+        here: str = "/",
     ) -> HTMLResponse:
+        """``name`` with ``context``; a page about one shop (``shop`` in the context) gets
+        its local times and, in the layout, the shop's pause switch or banner."""
+        shop = context.get("shop")
+        if isinstance(shop, ShopRecord):
+            context.setdefault("local_time", lambda at: self.local_time(at, shop))
         html = self.env.get_template(name).render(
-            viewer=viewer, csrf=viewer.csrf if viewer else "", **context
+            viewer=viewer, csrf=viewer.csrf if viewer else "", here=here, **context
         )
         return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 

@@ -118,6 +118,11 @@ Shop = Table(
     # is refused.
     Column("return_domains", Json),
     Column("cart_url", Text),
+    # The owner's kill switch: while set, no reminder of the shop leaves (each waits, held,
+    # and goes once sending resumes), from the next hand-off on.
+    Column("paused_at", UtcDateTime),
+    Column("paused_by", String(64)),
+    Column("paused_reason", Text),
 )
 
 
@@ -201,6 +206,8 @@ Cart = Table(
     Index("ix_carts_shop_email", "shop_id", "email_key"),
     # The dashboard's cart list, newest first, a page at a time (keyset on the pair).
     Index("ix_carts_shop_activity", "shop_id", "last_activity_at", "id"),
+    # Today: carts first seen in a window.
+    Index("ix_carts_shop_first", "shop_id", "first_activity_at"),
     # The waiter's sweep reads only carts with a timer, so the index holds only those.
     Index(
         "ix_carts_due",
@@ -260,6 +267,8 @@ Order = Table(
     Column("refunded_minor", BigInteger, default=0, server_default="0", nullable=False),
     UniqueConstraint("shop_id", "source", "external_id"),
     Index("ix_orders_shop_email", "shop_id", "email_key"),
+    # Today: orders placed in a window.
+    Index("ix_orders_shop_placed", "shop_id", "placed_at"),
 )
 
 
@@ -338,6 +347,9 @@ Send = Table(
         postgresql_where=text("status = 'queued'"),
     ),
     Index("ix_sends_shop_email", "shop_id", "email_key", "sent_at"),
+    # Today: sends by outcome and day, and the reminders sent in a window.
+    Index("ix_sends_shop_status", "shop_id", "status", "updated_at"),
+    Index("ix_sends_shop_sent", "shop_id", "sent_at"),
     # Sends handed to a provider; the sender's recovery reads only those.
     Index(
         "ix_sends_in_flight",

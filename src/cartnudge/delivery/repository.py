@@ -21,11 +21,12 @@ from sqlalchemy import (
     update,
 )
 
-from cartnudge.db.models import Cart, CartStatus, Send, SendStatus
+from cartnudge.db.models import Cart, CartStatus, Send, SendStatus, Shop
 from cartnudge.db.types import UtcDateTime
 
 sends = Send
 carts = Cart
+shops = Shop
 
 # Statuses of a send that may have reached the shopper: do-not-disturb counts them all.
 REACHED = (SendStatus.SENDING.value, SendStatus.SENT.value, SendStatus.AMBIGUOUS.value)
@@ -39,6 +40,9 @@ HELD = (
     "held: the shop has no sender identity or postal address yet "
     "(cartnudge shop set SHOP --sender 'Name <address>' --address '…')"
 )
+
+# Why a send waits: the owner paused the shop's sending. Resuming releases these.
+PAUSED = "held: sending is paused for this shop (resume it in the dashboard or with shop resume)"
 
 # The queued sends whose time has come, with what the gates and the email need of their
 # cart. On PostgreSQL the send rows stay locked by this transaction and other workers
@@ -111,8 +115,18 @@ _HAND_OFF = (
         select(carts.c.id)
         .where(carts.c.id == sends.c.cart_id, carts.c.status == CartStatus.OPEN.value)
         .exists(),
+        # The owner's kill switch holds from the next hand-off on, even for a send claimed
+        # before it was thrown.
+        ~select(shops.c.id)
+        .where(shops.c.id == sends.c.shop_id, shops.c.paused_at.is_not(None))
+        .exists(),
     )
     .values(handed_at=bindparam("now", type_=UtcDateTime()))
+)
+_PAUSED = (
+    select(shops.c.paused_at)
+    .join(sends, sends.c.shop_id == shops.c.id)
+    .where(sends.c.id == bindparam("send_id"))
 )
 _CART_STATUS = (
     select(carts.c.status)
@@ -206,12 +220,23 @@ class SenderRepository:
         touches only a send still claimed and never handed over."""
         if self.conn.execute(_HAND_OFF, {"send_id": send_id, "now": now}).rowcount:
             return None
+        if self.conn.execute(_PAUSED, {"send_id": send_id}).scalar() is not None:
+            # Back in the queue, held: it goes once the owner resumes sending.
+            self._withdraw(send_id, now, SendStatus.QUEUED, PAUSED, due_at=now)
+            return PAUSED
         status = self.conn.execute(_CART_STATUS, {"send_id": send_id}).scalar()
         reason = (
             f"not sent: the cart became {status} after the reminder was claimed"
             if status is not None and status != CartStatus.OPEN.value
             else "not sent: it was cancelled after it was claimed"
         )
+        self._withdraw(send_id, now, SendStatus.SKIPPED, reason)
+        return reason
+
+    def _withdraw(
+        self, send_id: int, now: datetime, status: SendStatus, reason: str, **values: Any
+    ) -> None:
+        """Take back a send still claimed and never handed over."""
         self.conn.execute(
             update(sends)
             .where(
@@ -220,14 +245,14 @@ class SenderRepository:
                 sends.c.handed_at.is_(None),
             )
             .values(
-                status=SendStatus.SKIPPED.value,
+                status=status.value,
                 reason=reason,
                 claimed_until=None,
                 sent_at=None,
                 updated_at=now,
+                **values,
             )
         )
-        return reason
 
     def extend_lease(self, send_ids: list[int], until: datetime) -> None:
         if send_ids:
@@ -295,15 +320,16 @@ class SenderRepository:
         )
         return [copy for copy, _, _ in copies]
 
-    def release_held(self, shop_id: int, now: datetime) -> int:
-        """Make a shop's held sends due now (its sender identity has just been set)."""
+    def release_held(self, shop_id: int, now: datetime, reason: str = HELD) -> int:
+        """Make a shop's sends held for ``reason`` due now (its sender identity has just
+        been set, or its sending resumed)."""
         stmt = (
             update(sends)
             .where(
                 and_(
                     sends.c.shop_id == shop_id,
                     sends.c.status == SendStatus.QUEUED.value,
-                    sends.c.reason == HELD,
+                    sends.c.reason == reason,
                 )
             )
             .values(due_at=now, reason=None, updated_at=now)

@@ -64,7 +64,7 @@ from cartnudge.delivery.providers import (
     SmtpProvider,
     parse_mail_url,
 )
-from cartnudge.delivery.repository import HELD, SenderRepository
+from cartnudge.delivery.repository import HELD, PAUSED, SenderRepository
 from cartnudge.messages.compose import Draft, Line, compose
 from cartnudge.messages.service import voice_of
 from cartnudge.messages.voice import Voice
@@ -281,6 +281,10 @@ def claim_batch(
     outgoing: list[Outgoing] = []
     for row in due:
         shop = shops[row.shop_id]
+        if shop.paused_at is not None:
+            updates.append(_row(row.id, now, due_at=now + HOLD_FOR, reason=PAUSED))
+            report.counts["held"] += 1
+            continue
         if shop.sender is None or not shop.postal_address:
             updates.append(_row(row.id, now, due_at=now + HOLD_FOR, reason=HELD))
             report.counts["held"] += 1

@@ -1,6 +1,6 @@
 """What earlier stages may ask of the outbox: a cart the owner stopped, carts found to be
-one, a shop whose sender identity is now set. Each is one call here, so no other stage
-reaches into the outbox's repository. The caller commits."""
+one, a shop whose sender identity is now set or whose sending resumes. Each is one call
+here, so no other stage reaches into the outbox's repository. The caller commits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from cartnudge.delivery.repository import SenderRepository
+from cartnudge.delivery.repository import PAUSED, SenderRepository
 
 
 def cancel_cart_sends(conn: Connection, cart_id: int, now: datetime, reason: str) -> list[int]:
@@ -28,3 +28,8 @@ def hand_over_sends(
 def release_held_sends(conn: Connection, shop_id: int, now: datetime) -> int:
     """The shop can now send: its held sends are due now. How many."""
     return SenderRepository(conn).release_held(shop_id, now)
+
+
+def release_paused_sends(conn: Connection, shop_id: int, now: datetime) -> int:
+    """The shop's sending resumes: the sends its pause held are due now. How many."""
+    return SenderRepository(conn).release_held(shop_id, now, PAUSED)

@@ -234,3 +234,37 @@ def shop_rotate_secret(
     except ShopError as exc:
         fail(str(exc))
     emit(describe(shop, rt.settings.public_url))
+
+
+@shop_app.command("pause")
+def shop_pause(
+    slug: Annotated[str, typer.Argument(help="Shop slug.")],
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
+) -> None:
+    """Stop every reminder of the shop from leaving, from the next one on; each waits, held,
+    until `shop resume`."""
+    _control(slug, pause=True, reason=reason)
+
+
+@shop_app.command("resume")
+def shop_resume(slug: Annotated[str, typer.Argument(help="Shop slug.")]) -> None:
+    """Let the shop's reminders go again; those the pause held are due at once."""
+    _control(slug, pause=False, reason=None)
+
+
+def _control(slug: str, *, pause: bool, reason: str | None) -> None:
+    from cartnudge.db.session import writing
+    from cartnudge.shops.controls import ControlError, pause_sending, resume_sending
+
+    rt = runtime()
+    shop = rt.shop(slug)
+    try:
+        with writing(rt.engine) as conn:
+            if pause:
+                pause_sending(conn, shop, system_clock(), actor="owner:cli", reason=reason)
+                emit({"shop": slug, "paused": True})
+            else:
+                released = resume_sending(conn, shop, system_clock(), actor="owner:cli")
+                emit({"shop": slug, "paused": False, "released": released})
+    except ControlError as exc:
+        fail(str(exc))

@@ -42,6 +42,9 @@ class ShopRecord:
     test_orders_close_carts: bool = False
     return_domains: tuple[str, ...] | None = None  # None: the owner has not listed them
     cart_url: str | None = None
+    paused_at: datetime | None = None  # sending paused by the owner since then
+    paused_by: str | None = None
+    paused_reason: str | None = None
 
     @property
     def sender(self) -> str | None:
@@ -76,6 +79,9 @@ class ShopRecord:
             test_orders_close_carts=bool(row.test_orders_close_carts),
             return_domains=(tuple(row.return_domains) if row.return_domains is not None else None),
             cart_url=row.cart_url,
+            paused_at=row.paused_at,
+            paused_by=row.paused_by,
+            paused_reason=row.paused_reason,
         )
 
 

@@ -302,6 +302,15 @@ def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) ->
             "mail": parse_mail_url(shop.mail_url).redacted(),
             "locale": shop.locale,
             "ready": shop.sender is not None and bool(shop.postal_address),
+            "paused": (
+                {
+                    "since": shop.paused_at.isoformat(),
+                    "by": shop.paused_by,
+                    "reason": shop.paused_reason,
+                }
+                if shop.paused_at is not None
+                else None
+            ),
         },
         "return_links": {
             # None: any http(s) host is accepted until the owner lists the shop's domains.

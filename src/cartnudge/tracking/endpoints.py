@@ -5,7 +5,7 @@ answers 200 without a redirect)."""
 
 from __future__ import annotations
 
-from html import escape
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,33 +15,29 @@ from starlette.concurrency import run_in_threadpool
 
 from cartnudge.clock import Clock
 from cartnudge.db.session import reading, writing
+from cartnudge.templating import environment
 from cartnudge.tracking.service import click, follow, is_unsubscribed, unsubscribe
 from cartnudge.tracking.tokens import Purpose
 
 ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
-_NOT_VALID = "This link is not valid. If you copied it from an email, check it is complete."
 
 
-def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
-    html = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title></head>"
-        '<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;'
-        f'padding:0 1rem;line-height:1.5"><h1>{escape(title)}</h1>{body}</body></html>'
-    )
-    # Nothing here is for a search engine or a shared cache: each page is one shopper's.
-    headers = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
-    return HTMLResponse(html, status_code=status_code, headers=headers)
+_PAGES = environment(Path(__file__).parent / "templates")
+# Nothing here is for a search engine or a shared cache: each page is one shopper's.
+_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
+
+
+def _page(page: str, title: str, status_code: int = 200, **context: str) -> HTMLResponse:
+    html = _PAGES.get_template("link.html").render(page=page, title=title, **context)
+    return HTMLResponse(html, status_code=status_code, headers=_HEADERS)
 
 
 def _invalid() -> HTMLResponse:
-    return _page("Link not valid", f"<p>{_NOT_VALID}</p>", 404)
+    return _page("invalid", "Link not valid", 404)
 
 
 def _unsubscribed(shop_name: str) -> HTMLResponse:
-    body = f"<p>{escape(shop_name)} will not send you cart reminders any more.</p>"
-    return _page("You are unsubscribed", body)
+    return _page("unsubscribed", "You are unsubscribed", shop_name=shop_name)
 
 
 def _masked(email_key: str) -> str:
@@ -74,10 +70,7 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
                 return _invalid()
             target = click(conn, link, clock())
         if target is None:
-            name = escape(link.shop_name)
-            return _page(
-                "Your cart is waiting", f"<p>Head back to {name} to finish your order.</p>"
-            )
+            return _page("waiting", "Your cart is waiting", shop_name=link.shop_name)
         return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store"})
 
     @router.get(
@@ -94,13 +87,13 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
             return _invalid()
         if done:
             return _unsubscribed(link.shop_name)
-        shop, address = escape(link.shop_name), escape(_masked(link.email_key))
-        form = (
-            f"<p>Stop cart reminders from {shop} to {address}?</p>"
-            f'<form method="post" action="/u/{escape(token)}">'
-            '<button type="submit">Unsubscribe</button></form>'
+        return _page(
+            "unsubscribe",
+            "Unsubscribe",
+            shop_name=link.shop_name,
+            address=_masked(link.email_key),
+            token=token,
         )
-        return _page("Unsubscribe", form)
 
     @router.post(
         "/u/{token}",
