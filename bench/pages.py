@@ -72,7 +72,7 @@ def fill(server: ServerProcess, carts: int) -> tuple[str, list[int]]:
 
 
 def signed_in(base: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=30)
+    client = httpx.Client(base_url=base, timeout=30, follow_redirects=True)
     form = client.get("/signin").text
     token = form.split('name="form_token" value="')[1].split('"')[0]
     answer = client.post(
