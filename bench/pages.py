@@ -177,10 +177,13 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append("")
     for database, run in report["runs"].items():
         w = run["webhooks"]
+        timed = w.get("timed", {})
+        latency = w.get("latency_ms", {})
         lines.append(
             f"- {database}: pages answered other than 200: {run['errors']}; webhooks offered "
-            f"at {w.get('achieved_offered_rate', '?')}/s, {w.get('sent', '?')} sent, "
-            f"{w.get('ok_2xx', '?')} acknowledged (2xx)."
+            f"at {w.get('achieved_offered_rate', '?')}/s, {timed.get('sent', '?')} sent, "
+            f"{timed.get('ok_2xx', '?')} acknowledged (2xx), their p99 "
+            f"{latency.get('p99', '?')} ms."
         )
     lines += [
         "",
