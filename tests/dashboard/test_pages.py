@@ -340,3 +340,19 @@ def test_an_owner_pauses_sending_in_one_click_and_every_page_says_so(
     assert "Sending resumed" in resumed.text and "Sending is paused for" not in resumed.text
     bad = client.post(f"/shops/{shop.slug}/sending", data={"csrf": csrf, "switch": "off"})
     assert bad.status_code == 400
+
+
+def test_a_session_ends_after_its_lifetime_and_expired_ones_are_removed(
+    client: TestClient, shop: ShopRecord, engine: Engine, clock: FrozenClock
+) -> None:
+    from cartnudge.db.models import WebSession
+
+    user(engine, "owner", shops=[shop.slug])
+    sign_in(client, "owner")
+    assert client.get(f"/shops/{shop.slug}/carts").status_code == 200
+    clock.advance(hours=12, seconds=1)
+    expired = client.get(f"/shops/{shop.slug}/carts", follow_redirects=False)
+    assert expired.status_code == 303 and expired.headers["location"].startswith("/signin")
+    sign_in(client, "owner")
+    with reading(engine) as conn:
+        assert conn.scalar(select(func.count()).select_from(WebSession)) == 1

@@ -303,6 +303,7 @@ def sign_in(conn: Connection, login: str, password: str, now: datetime) -> SignI
         return wrong
     token = secrets.token_urlsafe(32)
     repo.update_user(user.id, {"failed_sign_ins": 0, "locked_until": None, "last_sign_in_at": now})
+    repo.end_expired_sessions(now)  # anyone's, so expired rows never pile up
     repo.start_session(
         {
             "token_hash": token_hash(token),
