@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection, func, select
@@ -19,7 +18,6 @@ from cartnudge.dashboard.repository import AccountRepository
 from cartnudge.dashboard.web import Dashboard, PageError, field
 from cartnudge.db.models import InboxEvent, Role
 from cartnudge.db.session import writing
-from cartnudge.intake.examples import signed_storefront, storefront_event
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import ShopError, add_shop, describe
 
@@ -184,6 +182,12 @@ def connect_router(dash: Dashboard, webhooks: ASGIApp) -> APIRouter:
         """A signed storefront event, sent through the shop's real lane (signature check,
         parsing, the ingest writer), for a cart with no address: it shows the lane works
         and never becomes a reminder."""
+        # Imported here: httpx's package loads its command line (rich, pygments) too, and
+        # a web process that never sends a test event need not hold them.
+        import httpx
+
+        from cartnudge.intake.examples import signed_storefront, storefront_event
+
         form = await request.form()
         viewer = await run_in_threadpool(dash.require, request)
         dash.check_csrf(viewer, field(form, "csrf"))
