@@ -70,3 +70,12 @@ def usable(text: str | None) -> bool:
     except AddressError:
         return False
     return True
+
+
+def masked(address: str | None) -> str:
+    """An address as pages show it to someone who need not see it whole: its first
+    letter and its domain (``a•••@example.com``)."""
+    if not address:
+        return ""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}•••@{domain}"

@@ -85,7 +85,7 @@ def account_router(dash: Dashboard) -> APIRouter:
     @router.get("/account/password")
     def password_form(request: Request) -> Response:
         viewer = dash.require(request, allow_password_change=True)
-        return dash.render("password.html", {"error": None, "done": False}, viewer=viewer)
+        return dash.render("password.html", {"error": None}, viewer=viewer)
 
     @router.post("/account/password")
     async def password_change(request: Request) -> Response:
@@ -96,7 +96,7 @@ def account_router(dash: Dashboard) -> APIRouter:
         if new != (field(form, "repeat") or ""):
             return dash.render(
                 "password.html",
-                {"error": "the two new passwords differ", "done": False},
+                {"error": "the two new passwords differ"},
                 viewer=viewer,
                 status=400,
             )
@@ -108,9 +108,7 @@ def account_router(dash: Dashboard) -> APIRouter:
         try:
             await run_in_threadpool(change)
         except AccountError as exc:
-            return dash.render(
-                "password.html", {"error": str(exc), "done": False}, viewer=viewer, status=400
-            )
+            return dash.render("password.html", {"error": str(exc)}, viewer=viewer, status=400)
         return RedirectResponse("/", status_code=303)
 
     return router

@@ -10,12 +10,13 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from cartnudge.carts.queries import CartFilter, not_reminded, page_of_carts, show_cart
 from cartnudge.dashboard.actions import ACTIONS, ActionRequest, act_on_carts
-from cartnudge.dashboard.timeline import timeline
+from cartnudge.dashboard.timeline import Entry, timeline
 from cartnudge.dashboard.web import (
     MAX_FORM_FIELD,
     Dashboard,
@@ -189,10 +190,16 @@ def cart_router(dash: Dashboard) -> APIRouter:
         shop = dash.shop(viewer, slug)
         if not cart_id.isdigit() or len(cart_id) > 18:
             raise not_found()
-        view = dash.read(lambda conn: show_cart(conn, int(cart_id)))
-        if view is None or view["shop_id"] != shop.id:
+
+        def story(conn: Connection) -> tuple[dict[str, Any] | None, list[Entry]]:
+            view = show_cart(conn, int(cart_id))
+            if view is None or view["shop_id"] != shop.id:
+                return None, []
+            return view, timeline(conn, view)
+
+        view, entries = dash.read(story)  # the cart and its timeline in one read
+        if view is None:
             raise not_found()
-        entries = dash.read(lambda conn: timeline(conn, view))
         return dash.render(
             "cart.html",
             {

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import Connection, Engine
 from starlette.datastructures import FormData
 
+from cartnudge.addresses import masked
 from cartnudge.clock import Clock
 from cartnudge.config import Settings
 from cartnudge.dashboard.accounts import Viewer, signed_in
@@ -76,14 +77,6 @@ def not_found() -> PageError:
     return PageError(404, "There is nothing here, or it is not yours to see.")
 
 
-def masked(address: str | None) -> str:
-    """An address as the dashboard shows it until asked: first letter and domain."""
-    if not address:
-        return ""
-    local, _, domain = address.partition("@")
-    return f"{local[:1]}•••@{domain}"
-
-
 def safe_next(target: str | None) -> str:
     """Where to go after signing in: a path on this site only, never another host."""
     if not target or not target.startswith("/") or target.startswith("//"):
@@ -101,7 +94,6 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["masked"] = masked
     env.filters["fromiso"] = lambda text: datetime.fromisoformat(text) if text else None
-    env.filters["urlquote"] = lambda text: quote(str(text), safe="")
     return env
 
 
@@ -129,8 +121,7 @@ class Dashboard:
         token = request.cookies.get(SESSION_COOKIE)
         if not token or len(token) > 128:
             return None
-        with reading(self.engine) as conn:
-            return signed_in(conn, token, self.clock())
+        return self.read(lambda conn: signed_in(conn, token, self.clock()))
 
     def require(self, request: Request, *, allow_password_change: bool = False) -> Viewer:
         viewer = self.viewer(request)
@@ -154,15 +145,13 @@ class Dashboard:
             raise PageError(403, "Your account can look but not change anything.")
 
     def shop(self, viewer: Viewer, slug: str) -> ShopRecord:
-        with reading(self.engine) as conn:
-            shop = ShopRepository(conn).by_slug(slug)
+        shop = self.read(lambda conn: ShopRepository(conn).by_slug(slug))
         if shop is None or not viewer.sees(shop.id):
             raise not_found()
         return shop
 
     def shops_of(self, viewer: Viewer) -> list[ShopRecord]:
-        with reading(self.engine) as conn:
-            shops = ShopRepository(conn).all()
+        shops = self.read(lambda conn: ShopRepository(conn).all())
         return [shop for shop in shops if viewer.sees(shop.id)]
 
     # -- answers ---------------------------------------------------------------------

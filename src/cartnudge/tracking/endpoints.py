@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from cartnudge.addresses import masked
 from cartnudge.clock import Clock
 from cartnudge.db.session import reading, writing
 from cartnudge.templating import environment
@@ -38,11 +39,6 @@ def _invalid() -> HTMLResponse:
 
 def _unsubscribed(shop_name: str) -> HTMLResponse:
     return _page("unsubscribed", "You are unsubscribed", shop_name=shop_name)
-
-
-def _masked(email_key: str) -> str:
-    local, _, domain = email_key.partition("@")
-    return f"{local[:1]}•••@{domain}"
 
 
 INVALID_LINK: dict[str, Any] = {
@@ -91,7 +87,7 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
             "unsubscribe",
             "Unsubscribe",
             shop_name=link.shop_name,
-            address=_masked(link.email_key),
+            address=masked(link.email_key),
             token=token,
         )
 
