@@ -225,11 +225,7 @@ def action_router(dash: Dashboard) -> APIRouter:
     async def act(request: Request, slug: str) -> Response:
         """One action on the selected carts: first a page to confirm it, then, with
         ``confirmed``, done and audited; back to where it was asked."""
-        form = await request.form()
-        viewer = await run_in_threadpool(dash.require, request)
-        dash.check_csrf(viewer, field(form, "csrf"))
-        dash.require_actor(viewer)
-        shop = await run_in_threadpool(dash.shop, viewer, slug)
+        form, viewer, shop = await dash.posted(request, slug)
         action = field(form, "action") or ""
         if action not in ACTIONS:
             raise PageError(400, f"no action {action!r}")

@@ -188,11 +188,7 @@ def connect_router(dash: Dashboard, webhooks: ASGIApp) -> APIRouter:
 
         from cartnudge.intake.examples import signed_storefront, storefront_event
 
-        form = await request.form()
-        viewer = await run_in_threadpool(dash.require, request)
-        dash.check_csrf(viewer, field(form, "csrf"))
-        dash.require_actor(viewer)
-        shop = await run_in_threadpool(dash.shop, viewer, slug)
+        _form, viewer, shop = await dash.posted(request, slug)
         now = dash.clock()
         event = storefront_event(
             cart_id=f"dashboard-test-{int(now.timestamp())}", occurred_at=now, email=None

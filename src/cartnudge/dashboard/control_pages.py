@@ -18,11 +18,7 @@ def control_router(dash: Dashboard) -> APIRouter:
     async def sending(request: Request, slug: str) -> Response:
         """The kill switch: pause or resume all sending for the shop, at once (no
         confirmation page: stopping must take one click), audited."""
-        form = await request.form()
-        viewer = await run_in_threadpool(dash.require, request)
-        dash.check_csrf(viewer, field(form, "csrf"))
-        dash.require_actor(viewer)
-        shop = await run_in_threadpool(dash.shop, viewer, slug)
+        form, viewer, shop = await dash.posted(request, slug)
         switch = field(form, "switch")
         if switch not in ("pause", "resume"):
             raise PageError(400, "switch: pause or resume")

@@ -21,6 +21,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from cartnudge.addresses import masked
@@ -149,6 +150,17 @@ class Dashboard:
         if shop is None or not viewer.sees(shop.id):
             raise not_found()
         return shop
+
+    async def posted(self, request: Request, slug: str) -> tuple[FormData, Viewer, ShopRecord]:
+        """What every form that changes a shop checks first: a signed-in user who may act,
+        the form's CSRF token, and a shop that user sees. Returns the form, the user and
+        the shop; refuses (sign-in, 403, 404) otherwise."""
+        form = await request.form()
+        viewer = await run_in_threadpool(self.require, request)
+        self.check_csrf(viewer, field(form, "csrf"))
+        self.require_actor(viewer)
+        shop = await run_in_threadpool(self.shop, viewer, slug)
+        return form, viewer, shop
 
     def shops_of(self, viewer: Viewer) -> list[ShopRecord]:
         shops = self.read(lambda conn: ShopRepository(conn).all())
