@@ -245,3 +245,74 @@ def test_today_shows_the_days_figures(served: tuple[dict[str, str], str], page: 
     seen = page.locator("table.figures tr", has_text="Carts seen").inner_text()
     assert seen.split()[-3:] == ["2", "2", "2"]
     assert page.locator("svg[role=img]").count() == 1
+
+
+def sign_in_admin(page: Any, base: str) -> None:
+    page.goto(f"{base}/signin")
+    page.fill("#login", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("form[action='/signin'] button")
+
+
+def test_edit_the_rules_see_the_error_dry_run_save_and_roll_back(
+    served: tuple[dict[str, str], str], page: Any
+) -> None:
+    env, base = served
+    admin_password(env)
+    slug = shop_with_carts(env, base, ["one@example.com"])
+    sign_in_admin(page, base)
+    page.goto(f"{base}/shops/{slug}/rules")
+    page.fill("input[name='tiers.1.waits']", "2h, tomorrow")
+    page.click("button[value=save]")
+    shot(page, "08-rule-error")
+    error = page.locator("input[name='tiers.1.waits'] + .field-error")
+    assert "'tomorrow' is not a duration" in error.inner_text()  # right beside the field
+    assert page.get_attribute("input[name='tiers.1.waits']", "aria-invalid") == "true"
+    assert "Version 0" in page.inner_text("main")
+
+    page.fill("input[name='tiers.1.waits']", "2h, 22h")
+    page.fill("#f-minimum_cart_value", "100")  # the cart of 64.00 falls below it
+    page.click("button[value=dry_run]")
+    page.wait_for_selector("#dry-run")
+    shot(page, "09-dry-run")
+    run = page.inner_text("#dry-run")
+    assert "nothing was saved" in run and "1 no longer reminded" in run
+    assert "below the minimum of 100" in run
+    assert "Version 0" in page.inner_text("main")
+
+    page.fill("#f-note", "only carts of 100 or more")
+    page.click("button[value=save]")
+    page.wait_for_selector("[role=status]")
+    assert "Version 1 is in force" in page.inner_text("main")
+
+    page.click("text=Every version")
+    diff = page.inner_text("pre.diff")
+    assert "-minimum_cart_value: 0" in diff and "+minimum_cart_value: 100" in diff
+    page.click("text=Roll back to 0")
+    page.wait_for_selector("[role=status]")
+    shot(page, "10-rolled-back")
+    assert "Rolled back" in page.inner_text("[role=status]")
+    assert "rollback to version 0" in page.inner_text("table.versions")
+    shown = cli(env, "rules", "show", "--shop", slug)
+    assert (
+        "# browser: rules version 2" in shown.stdout
+        and "medium, from: 40, waits: [2h, 22h]" in (shown.stdout)
+    )
+
+
+def test_preview_new_wording_on_a_real_cart(served: tuple[dict[str, str], str], page: Any) -> None:
+    env, base = served
+    admin_password(env)
+    slug = shop_with_carts(env, base, ["one@example.com"])
+    sign_in_admin(page, base)
+    page.goto(f"{base}/shops/{slug}/voice")
+    page.fill("#f-first\\.subject", "Your {{ item_count }} things at {{ shop_name }}")
+    page.select_option("#f-cart", index=1)
+    page.click("button[value=preview]")
+    page.wait_for_selector("#preview")
+    assert "Your 3 things at Browser <b>Shop</b>" in page.inner_text("#preview .subject")
+    frame = page.frame_locator("iframe.email-frame")
+    assert "Blue enamel mug" in frame.locator("body").inner_text()
+    page.locator("#preview").scroll_into_view_if_needed()
+    shot(page, "11-voice-preview")
+    assert "Version 0" in page.inner_text("main")  # a preview saves nothing

@@ -576,16 +576,7 @@ def _draft(row: Any, shop: ShopRecord, links: Links, now: datetime, *, last_step
         shop_locale=shop.locale,
         currency=row.currency,
         total_minor=row.total_minor,
-        items=tuple(
-            Line(
-                title=str(item.get("title") or ""),
-                quantity=int(item.get("quantity") or 1),
-                unit_price_minor=item.get("unit_price_minor"),
-                image_url=item.get("image_url"),
-                variant=item.get("variant"),
-            )
-            for item in row.items or ()
-        ),
+        items=Line.all_of(row.items),
         subtotal_minor=row.subtotal_minor,
         discount_minor=row.discount_minor,
         shipping_minor=row.shipping_minor,

@@ -12,14 +12,8 @@ from cartnudge.clock import system_clock
 from cartnudge.shops.versioned_commands import ShopOption, document_app
 
 if TYPE_CHECKING:
-    from cartnudge.messages.compose import Draft
     from cartnudge.messages.voice import Voice
-    from cartnudge.shops.repository import ShopRecord
     from cartnudge.shops.versioned import DocumentKind
-
-# The made-up cart of a preview: (title, quantity, unit price in major units).
-PREVIEW_ITEMS = (("Linen tote bag", 1, 24), ("Stoneware mug", 2, 12))
-PREVIEW_SHOPPER = ("Ana", "ana@example.com")
 
 
 def _voice() -> DocumentKind[Voice]:
@@ -46,6 +40,7 @@ def voice_preview(
     """Print a reminder in the shop's current voice (subject and text), about a made-up cart."""
     from cartnudge.db.session import reading
     from cartnudge.messages.compose import compose
+    from cartnudge.messages.preview import preview_draft
     from cartnudge.messages.service import voice_of
     from cartnudge.timing.service import rules_of
 
@@ -57,7 +52,12 @@ def voice_preview(
     if not 1 <= step <= steps:
         fail(f"--step: the shop's rules send {steps} reminder(s); choose 1 to {steps}")
     draft = preview_draft(
-        record, step=step, steps=steps, saved=saved, public_url=rt.settings.public_url
+        record,
+        step=step,
+        steps=steps,
+        saved=saved,
+        public_url=rt.settings.public_url,
+        now=system_clock(),
     )
     composed = compose(draft, current.value)
     label = " (built-in default)" if current.version == 0 else ""
@@ -70,42 +70,3 @@ def voice_preview(
     body = composed.message.get_body(("plain",))
     assert body is not None  # compose always writes a text part
     typer.echo(body.get_content().rstrip("\n"))
-
-
-def preview_draft(
-    shop: ShopRecord, *, step: int, steps: int, saved: bool, public_url: str
-) -> Draft:
-    """A draft as the sender would make it, about a made-up cart and shopper."""
-    from email.utils import formataddr
-
-    from cartnudge.messages.compose import Draft, Line
-    from cartnudge.money import to_minor
-
-    base = public_url.rstrip("/")
-    sender_email = shop.sender_email or "shop@example.com"
-    items: tuple[Line, ...] = tuple(
-        Line(title, quantity, to_minor(price, shop.currency), None)
-        for title, quantity, price in PREVIEW_ITEMS
-    )
-    first_name, email = PREVIEW_SHOPPER
-    return Draft(
-        step=step,
-        last_step=step == steps,
-        saved_link=saved,
-        shop_name=shop.name,
-        sender=shop.sender or formataddr((shop.name, sender_email)),
-        postal_address=shop.postal_address or "(the shop's postal address, not set yet)",
-        to=email,
-        first_name=first_name,
-        locale=shop.locale,
-        shop_locale=shop.locale,
-        currency=shop.currency,
-        total_minor=sum((line.unit_price_minor or 0) * line.quantity for line in items),
-        items=items,
-        return_link=f"{base}/c/preview",
-        unsubscribe_url=f"{base}/u/preview",
-        unsubscribe_mailto=f"mailto:{sender_email}?subject=unsubscribe",
-        reply_to=sender_email,
-        message_id=f"<preview@{sender_email.rpartition('@')[2]}>",
-        date=system_clock(),
-    )

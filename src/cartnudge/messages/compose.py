@@ -23,6 +23,7 @@ from email.header import Header, decode_header, make_header
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cache, lru_cache
+from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency
@@ -41,6 +42,20 @@ class Line:
     unit_price_minor: int | None
     image_url: str | None
     variant: str | None = None  # what the shopper chose: "Red", "M / Blue"
+
+    @classmethod
+    def all_of(cls, items: Any) -> tuple[Line, ...]:
+        """The lines of a cart's stored ``items``."""
+        return tuple(
+            cls(
+                title=str(item.get("title") or ""),
+                quantity=int(item.get("quantity") or 1),
+                unit_price_minor=item.get("unit_price_minor"),
+                image_url=item.get("image_url"),
+                variant=item.get("variant"),
+            )
+            for item in items or ()
+        )
 
 
 @dataclass(frozen=True, slots=True)

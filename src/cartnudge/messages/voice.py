@@ -28,8 +28,9 @@ from typing import Annotated, Any
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic_core import ErrorDetails
 
-from cartnudge.yamldocs import yaml_mapping
+from cartnudge.yamldocs import DocumentError, problems_of, yaml_mapping
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 MAX_SUBJECT_CHARS = 200
@@ -59,8 +60,8 @@ SAMPLES: tuple[Mapping[str, object], ...] = (
 )
 
 
-class VoiceError(ValueError):
-    """A voice document that cannot be used; the message names every problem."""
+class VoiceError(DocumentError):
+    """A voice document that cannot be used; ``problems`` names each, where it is."""
 
 
 def _finalize(value: object) -> object:
@@ -277,7 +278,7 @@ def parse_voice(text: str) -> Voice:
     try:
         document = VoiceDocument.model_validate(data)
     except ValidationError as exc:
-        raise VoiceError(_explain(exc)) from exc
+        raise VoiceError(problems_of(exc, _explain)) from exc
     return Voice(
         {
             name: _Pieces(
@@ -288,24 +289,19 @@ def parse_voice(text: str) -> Voice:
     )
 
 
-def _explain(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = error["loc"]
-        where = ".".join(str(part) for part in loc) or "document"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = (
-                f"not a variant (the variants are {', '.join(VARIANTS)})"
-                if len(loc) == 1
-                else f"not a piece (the pieces are {', '.join(PIECES)})"
-            )
-        elif error["type"] == "missing":
-            message = "missing"
-        elif error["type"] in {"string_type", "model_type"}:
-            message = _expected(loc, error["input"])
-        lines.append(f"{where}: {' '.join(message.split())}")
-    return "; ".join(lines)
+def _explain(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    if error["type"] == "extra_forbidden":
+        return (
+            f"not a variant (the variants are {', '.join(VARIANTS)})"
+            if len(loc) == 1
+            else f"not a piece (the pieces are {', '.join(PIECES)})"
+        )
+    if error["type"] == "missing":
+        return "missing"
+    if error["type"] in {"string_type", "model_type"}:
+        return _expected(loc, error["input"])
+    return error["msg"].removeprefix("Value error, ")
 
 
 def _expected(loc: tuple[int | str, ...], given: Any) -> str:

@@ -24,17 +24,18 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from cartnudge.durations import DurationError, format_duration, parse_duration
-from cartnudge.yamldocs import yaml_mapping
+from cartnudge.yamldocs import DocumentError, Problems, problems_of, yaml_mapping
 
 MAX_STEPS = 3  # the hard cap: no rules document can ask for more reminders per cart
 MAX_WAIT = timedelta(days=30)
 MAX_DOCUMENT_BYTES = 64 * 1024
 
 
-class RulesError(ValueError):
-    """A rules document that cannot be used; the message names every problem."""
+class RulesError(DocumentError):
+    """A rules document that cannot be used; ``problems`` names each, where it is."""
 
 
 def _duration(value: Any) -> timedelta:
@@ -134,26 +135,35 @@ class Rules(_Strict):
     def _consistent(self) -> Rules:
         problems = []
         if self.tiers[0].from_ != 0:
-            problems.append("the first tier must start from 0, so every cart has a tier")
-        starts = [tier.from_ for tier in self.tiers]
-        if any(b <= a for a, b in itertools.pairwise(starts)):
-            problems.append("tiers must be listed by increasing `from`")
-        names = [tier.name for tier in self.tiers]
-        if len(set(names)) != len(names):
-            problems.append("tier names must differ")
-        for tier in self.tiers:
+            problems.append(
+                ("tiers.0.from", "the first tier must start from 0, so every cart has a tier")
+            )
+        for n, (a, b) in enumerate(itertools.pairwise(self.tiers), start=1):
+            if b.from_ <= a.from_:
+                problems.append((f"tiers.{n}.from", "tiers must be listed by increasing `from`"))
+        seen: set[str] = set()
+        for n, tier in enumerate(self.tiers):
+            if tier.name in seen:
+                problems.append((f"tiers.{n}.name", "tier names must differ"))
+            seen.add(tier.name)
+        for n, tier in enumerate(self.tiers):
             if len(tier.waits) < self.steps:
                 problems.append(
-                    f"tier {tier.name!r} has {len(tier.waits)} wait(s) for {self.steps} steps"
+                    (
+                        f"tiers.{n}.waits",
+                        f"tier {tier.name!r} has {len(tier.waits)} wait(s) for {self.steps} steps",
+                    )
                 )
         if self.wait_override is not None and len(self.wait_override) < self.steps:
-            problems.append(f"wait_override needs {self.steps} wait(s), one per step")
+            problems.append(
+                ("wait_override", f"wait_override needs {self.steps} wait(s), one per step")
+            )
         if not timedelta(0) < self.give_up_after <= MAX_WAIT:
-            problems.append("give_up_after must be more than 0 and at most 30d")
+            problems.append(("give_up_after", "give_up_after must be more than 0 and at most 30d"))
         if not timedelta(0) <= self.do_not_disturb <= timedelta(days=365):
-            problems.append("do_not_disturb must be between 0 and 365d")
+            problems.append(("do_not_disturb", "do_not_disturb must be between 0 and 365d"))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise Problems(problems)
         return self
 
     def tier_for(self, total: Decimal | None) -> Tier:
@@ -240,18 +250,13 @@ def parse_rules(text: str) -> Rules:
     try:
         return Rules.model_validate(data)
     except ValidationError as exc:
-        raise RulesError(_explain(exc)) from exc
+        raise RulesError(problems_of(exc, _explain)) from exc
 
 
-def _explain(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "document"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "not a setting (see `rules show` for the settings there are)"
-        lines.append(f"{where}: {message}")
-    return "; ".join(lines)
+def _explain(error: ErrorDetails) -> str:
+    if error["type"] == "extra_forbidden":
+        return "not a setting (see `rules show` for the settings there are)"
+    return error["msg"].removeprefix("Value error, ")
 
 
 @lru_cache(maxsize=1024)
