@@ -24,6 +24,7 @@ from cartnudge.config import Settings
 from cartnudge.db.turns import turn_size_for
 from cartnudge.delivery.sender import Links, Providers, send_due
 from cartnudge.privacy.worker import PRIVACY_INTERVAL_S, files_of, run_privacy
+from cartnudge.timing.service import move_timers
 from cartnudge.timing.waiter import wake_due
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,14 @@ class Loops:
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> dict[str, Any]:
-        """One waiter pass, then one sender pass, as of the clock's now."""
+        """Timers left by a rules change, one waiter pass, then one sender pass, as of the
+        clock's now."""
+        timers = move_timers(self.engine)
         waiter = wake_due(self.engine, self.clock(), turns=self.waiter_turns)
         sender = send_due(
             self.engine, self.clock, self.providers, self.links, turns=self.sender_turns
         )
-        return {"waiter": waiter.as_dict(), "sender": sender.as_dict()}
+        return {"timers": timers, "waiter": waiter.as_dict(), "sender": sender.as_dict()}
 
     def run_privacy_if_due(self) -> None:
         """Answer data requests and apply retention, every ``PRIVACY_INTERVAL_S``."""

@@ -27,6 +27,7 @@ from cartnudge.dashboard.document_forms import (
     tier_rows,
     voice_values,
 )
+from cartnudge.dashboard.dry_run import dry_run
 from cartnudge.dashboard.web import Dashboard, PageError, field, not_found
 from cartnudge.db.models import Cart
 from cartnudge.db.session import writing
@@ -41,7 +42,6 @@ from cartnudge.shops.versioned import (
     rollback_document,
     set_document,
 )
-from cartnudge.timing.dry_run import dry_run
 from cartnudge.timing.rules import Rules
 from cartnudge.timing.service import RULES
 

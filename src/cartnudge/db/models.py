@@ -289,6 +289,20 @@ ShopDocument = Table(
 )
 
 
+# Open carts' timers still to move to a shop's new rules: the carts after
+# (``after_activity_at``, ``after_cart_id``) in the order of last activity. A rules change
+# moves its first few thousand at once and leaves the rest here for the loops, a batch per
+# transaction, so a big shop's change never holds the database (or a web process's
+# memory) for long.
+TimerMove = Table(
+    "timer_moves",
+    metadata,
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True),
+    Column("after_activity_at", UtcDateTime, nullable=False),
+    Column("after_cart_id", BigInteger, nullable=False),
+)
+
+
 class SendStatus(StrEnum):
     QUEUED = "queued"  # decided; the sender will claim it at ``due_at``
     SENDING = "sending"  # handed to a provider; no answer recorded yet

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cartnudge.db.models import Cart, CartStatus, Send
+from cartnudge.db.models import Cart, CartStatus, Send, TimerMove
 from cartnudge.db.types import UtcDateTime
 
 carts = Cart
@@ -38,12 +38,23 @@ _DUE = (
     .with_for_update(skip_locked=True)
 )
 # Open carts of a shop that have a timer, with what the move needs (a rules change
-# moves their timers).
-_OPEN_TIMED = select(*_DUE.selected_columns).where(
-    carts.c.shop_id == bindparam("shop_id"),
-    carts.c.status == CartStatus.OPEN.value,
-    carts.c.next_wake_at.is_not(None),
+# moves their timers), a batch at a time in the order of the index on (shop, status, last
+# activity): each batch one range of it, never a sort of the shop's open carts. A cart
+# active again meanwhile moves ahead of the cursor, and is met again; no cart is missed.
+_OPEN_TIMED = (
+    select(*_DUE.selected_columns)
+    .where(
+        carts.c.shop_id == bindparam("shop_id"),
+        carts.c.status == CartStatus.OPEN.value,
+        tuple_(carts.c.last_activity_at, carts.c.id)
+        > tuple_(bindparam("after_at", type_=UtcDateTime()), bindparam("after_id")),
+        carts.c.next_wake_at.is_not(None),
+    )
+    .order_by(carts.c.last_activity_at, carts.c.id)
+    .limit(bindparam("limit"))
 )
+START = (datetime(1970, 1, 1, tzinfo=UTC), 0)  # before every cart
+moves = TimerMove
 _SET_WAKE = (
     update(carts)
     .where(carts.c.id == bindparam("_cart_id"))
@@ -90,8 +101,29 @@ class WaiterRepository:
     def claim_due(self, now: datetime, limit: int) -> list[Any]:
         return list(self.conn.execute(_DUE, {"now": now, "limit": limit}))
 
-    def open_with_timers(self, shop_id: int) -> list[Any]:
-        return list(self.conn.execute(_OPEN_TIMED, {"shop_id": shop_id}))
+    def open_with_timers(
+        self, shop_id: int, *, after: tuple[datetime, int], limit: int
+    ) -> list[Any]:
+        """Up to ``limit`` of the shop's open carts with a timer, after ``after`` (last
+        activity, cart id) in that order."""
+        params = {"shop_id": shop_id, "after_at": after[0], "after_id": after[1], "limit": limit}
+        return list(self.conn.execute(_OPEN_TIMED, params))
+
+    def timers_left(self, shop_id: int, after: tuple[datetime, int] | None) -> None:
+        """Record that the shop's carts after ``after`` (last activity, cart id) still
+        have timers to move (None: none left)."""
+        self.conn.execute(delete(moves).where(moves.c.shop_id == shop_id))
+        if after is not None:
+            at, cart_id = after
+            self.conn.execute(
+                insert(moves).values(shop_id=shop_id, after_activity_at=at, after_cart_id=cart_id)
+            )
+
+    def next_timer_move(self) -> Any | None:
+        """A shop with timers still to move, taken for this transaction (another worker
+        on PostgreSQL takes another, or none)."""
+        stmt = select(moves).order_by(moves.c.shop_id).limit(1).with_for_update(skip_locked=True)
+        return self.conn.execute(stmt).first()
 
     def set_wakes(self, rows: list[dict[str, Any]]) -> None:
         """Rows of ``_cart_id`` and ``_wake`` (``None``: no timer)."""
