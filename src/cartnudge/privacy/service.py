@@ -1,8 +1,8 @@
 """Data requests: export everything held about a shopper, erase it, or erase a whole shop.
 
 A shopper is named by their address and, from Shopify, by order ids as well. Erasure
-clears what identifies them (contact fields, raw bodies, rendered emails, the address in
-every reason and in the ledger) and keeps the rows that reports count, so the shop's
+clears what identifies them (contact fields, raw bodies, kept and rendered emails, the
+address in every reason and in the ledger) and keeps the rows that reports count, so the shop's
 totals of carts, reminders and recovered revenue do not move. Each action leaves a
 ``privacy_log`` entry with counts only.
 """
@@ -23,14 +23,22 @@ from cartnudge.db.models import PrivacyLogEntry, metadata
 from cartnudge.privacy.consent import history, suppression_key
 from cartnudge.privacy.files import PrivacyFiles
 from cartnudge.privacy.ledger_repository import LedgerRepository, ledger
-from cartnudge.privacy.repository import PrivacyRepository, audit, carts, inbox, orders, sends
+from cartnudge.privacy.repository import (
+    PrivacyRepository,
+    audit,
+    carts,
+    inbox,
+    messages,
+    orders,
+    sends,
+)
 from cartnudge.shops.repository import ShopRecord
 
 ERASED = "[erased]"
 ERASED_REASON = "the shopper's data was erased"
 # The tables an erasure or retention rewrites: their old row versions hold what went
 # (``cartnudge.db.engine.forget_old_copies``).
-ERASING_TABLES = tuple(str(t.name) for t in (carts, sends, inbox, orders, audit, ledger))
+ERASING_TABLES = tuple(str(t.name) for t in (carts, sends, messages, inbox, orders, audit, ledger))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +152,16 @@ def scrub_carts(
     files: PrivacyFiles,
 ) -> dict[str, int]:
     """Clear the personal data of these carts: contact fields, their events' bodies, their
-    emails' address and subject and rendered copies, and the shopper (their address and
-    name, and any of ``needles``) in any reason."""
+    emails' address and subject, kept copies (``send_messages``) and rendered files, and
+    the shopper (their address and name, and any of ``needles``) in any reason."""
     if not cart_ids:
-        return {"carts": 0, "events": 0, "sends": 0, "email_files": 0}
+        return {"carts": 0, "events": 0, "sends": 0, "email_copies": 0, "email_files": 0}
     own = repo.identities(cart_ids)
     needles = _needles(
         [*needles, *(r.email_key for r in own if r.email_key)], [r.first_name for r in own]
     )
     send_ids = repo.clear_sends(cart_ids, ERASED_REASON, now)
+    copies = repo.drop_messages(send_ids)
     emails = files.delete_emails(shop.slug, send_ids)
     _scrub_texts(
         repo, sends, "reason", repo.texts(sends, "reason", sends.c.id.in_(send_ids)), needles
@@ -164,6 +173,7 @@ def scrub_carts(
         "carts": repo.clear_carts(cart_ids, now),
         "events": repo.clear_events([], cart_ids),
         "sends": len(send_ids),
+        "email_copies": copies,
         "email_files": emails,
     }
 
