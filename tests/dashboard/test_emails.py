@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, func, select, update
 
+from cartnudge.dashboard.emails import read_email
 from cartnudge.db.models import Click, ConsentEntry, Role, SendMessage, Shop
 from cartnudge.db.session import reading, writing
 from cartnudge.intake.examples import storefront_event
@@ -222,3 +223,36 @@ def test_a_send_with_no_copy_says_why(
     assert expected in page.text
     assert "<iframe" not in page.text
     assert client.get(f"/shops/{sender_shop.slug}/emails/{send.id}/html").status_code == 404
+
+
+def test_whatever_html_a_copy_holds_nothing_in_it_navigates() -> None:
+    """The composer writes the HTML, but the page does not rely on it: a copy with every
+    kind of live link, script and refresh is shown with none of them."""
+    hostile = (
+        "<!DOCTYPE html><html><head>"
+        '<meta http-equiv="refresh" content="0;url=https://evil.example/">'
+        '<base href="https://evil.example/"><style>p > b { color: red }</style></head>'
+        '<body onload="steal()"><p title="kept">A &amp; B &lt;i&gt;</p>'
+        '<a href="https://carts.example/u/TOKEN?a=1&amp;b=2" onclick="x()">Unsubscribe</a>'
+        '<a href="javascript:alert(1)">js</a><area href="https://carts.example/c/T">'
+        '<form action="https://carts.example/u/TOKEN"><button formaction="/x">Go</button></form>'
+        '<img src="https://img.example/pixel.gif" ping="https://t.example/">'
+        "<script>alert(1)</script><!-- a comment --></body></html>"
+    )
+    message = EmailMessage()
+    message["To"] = "Alex <alex@example.com>"
+    message["Subject"] = "Hello"
+    message.set_content("plain text")
+    message.add_alternative(hostile, subtype="html")
+    view = read_email(message.as_bytes())
+    assert dict(view.headers)["To"] == "Alex <a•••@example.com>"
+    assert view.text == "plain text\n"
+    shown = view.html
+    assert shown is not None
+    for gone in ("href", "action", "ping", "onload", "onclick", "<script", "<base", "refresh"):
+        assert gone not in shown, gone
+    assert 'title="https://carts.example/u/TOKEN?a=1&amp;b=2">Unsubscribe</a>' in shown
+    assert 'title="javascript:alert(1)">js</a>' in shown
+    assert "<style>p > b { color: red }</style>" in shown  # a style sheet stays as written
+    assert '<p title="kept">A &amp; B &lt;i&gt;</p>' in shown
+    assert "a comment" not in shown

@@ -74,6 +74,7 @@ def test_a_data_request_exports_everything_held_about_the_shopper(
     # The reminders, what they said, the decisions, and the click.
     [reminder] = carts[0]["sends"]
     assert reminder["status"] == "sent" and reminder["subject"]
+    assert f"To: {BOB}\r\n" in reminder["email"] and reminder["subject"] in reminder["email"]
     assert len(reminder["clicks"]) == 1
     assert any(a["action"] == "reminder:1" for a in carts[0]["audit"])
     assert [o["order_id"] for o in document["orders"]] == [str(ORDER_ID)]

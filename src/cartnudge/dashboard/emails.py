@@ -14,7 +14,7 @@ import email.policy
 import html
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formataddr, getaddresses
+from email.utils import getaddresses
 from html.parser import HTMLParser
 
 from cartnudge.addresses import masked
@@ -55,7 +55,8 @@ def _shown(name: str, value: str) -> str:
     if name.lower() not in ADDRESS_HEADERS:
         return value
     return ", ".join(
-        formataddr((display, masked(address))) if display else masked(address)
+        # Written out by hand: ``formataddr`` refuses the mask's non-ASCII dots.
+        f"{display} <{masked(address)}>" if display else masked(address)
         for display, address in getaddresses([value])
     )
 

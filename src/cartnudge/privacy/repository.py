@@ -124,6 +124,13 @@ class PrivacyRepository:
         stmt = select(clicks).where(clicks.c.send_id.in_(send_ids)).order_by(clicks.c.id)
         return list(self.conn.execute(stmt))
 
+    def messages_of(self, send_ids: Sequence[int]) -> dict[int, bytes]:
+        """The kept copies of these sends' emails (compressed), by send id."""
+        if not send_ids:
+            return {}
+        stmt = select(messages.c.send_id, messages.c.body).where(messages.c.send_id.in_(send_ids))
+        return {row.send_id: row.body for row in self.conn.execute(stmt)}
+
     def events_mentioning(self, shop_id: int, email_key: str) -> list[Any]:
         """Kept bodies and dead-letter reasons of the shop that contain the address, whatever
         cart they belong to (a dead letter has none; a compliance request names it)."""

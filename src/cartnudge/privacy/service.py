@@ -10,6 +10,7 @@ totals of carts, reminders and recovered revenue do not move. Each action leaves
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,9 +73,13 @@ def export(
     clicked: dict[int, list[str]] = {}
     for click in repo.clicks_of(send_ids):
         clicked.setdefault(click.send_id, []).append(click.at.isoformat())
+    kept = repo.messages_of(send_ids)
     for view in views:
         for send in view["sends"] if view else ():
             send["clicks"] = clicked.get(send["id"], [])
+            # The email as it was sent (RFC 5322), when a copy was kept.
+            body = kept.get(send["id"])
+            send["email"] = zlib.decompress(body).decode("utf-8", "replace") if body else None
     bought = repo.shopper_orders(shop.id, shopper.email_key, shopper.order_refs, cart_ids)
     consent = history(conn, shop.id, shopper.email_key) if shopper.email_key else []
     counts = {"carts": len(views), "orders": len(bought), "consent_entries": len(consent)}
@@ -85,8 +90,9 @@ def export(
         "generated_at": now.isoformat(),
         "what_this_is": (
             f"Everything {shop.name} holds about this shopper in its cart reminder service: "
-            "carts with their events (raw bodies while they are kept), the reminders and "
-            "the decisions about them, clicks, orders, and the consent history."
+            "carts with their events (raw bodies while they are kept), the reminders (each "
+            "email as it was sent, where a copy is kept) and the decisions about them, "
+            "clicks, orders, and the consent history."
         ),
         "carts": views,
         "orders": [
