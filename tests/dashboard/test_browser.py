@@ -316,3 +316,37 @@ def test_preview_new_wording_on_a_real_cart(served: tuple[dict[str, str], str], 
     page.locator("#preview").scroll_into_view_if_needed()
     shot(page, "11-voice-preview")
     assert "Version 0" in page.inner_text("main")  # a preview saves nothing
+
+
+def test_open_a_reminder_from_its_cart_and_read_it_as_the_shopper_saw_it(
+    served: tuple[dict[str, str], str], page: Any
+) -> None:
+    env, base = served
+    admin_password(env)
+    slug = shop_with_carts(env, base, ["reader@example.com"])
+    noon = (datetime.now(UTC) + timedelta(days=1)).replace(hour=12, minute=0, second=0)
+    sent = cli(env, "tick", "--now", noon.isoformat())
+    assert json.loads(sent.stdout)["sender"]["sent"] == 1
+    page.goto(f"{base}/shops/{slug}/carts")
+    page.fill("#login", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("form[action='/signin'] button")
+    page.wait_for_url(f"{base}/shops/{slug}/carts")
+    page.click("tbody a")
+    page.click(".timeline a.email-link")
+    page.wait_for_selector("iframe.email-html")
+    frame = page.frame_locator("iframe.email-html")
+    assert "Blue enamel mug" in frame.locator("body").inner_text()
+    # The shopper's links are there to read, not to follow.
+    assert frame.locator("a").count() >= 1
+    assert frame.locator("a[href]").count() == 0
+    assert "/u/" in (frame.locator("a").last.get_attribute("title") or "")
+    shot(page, "08-email")
+    # A sandboxed frame is drawn by a process of its own, which a full-page screenshot
+    # leaves blank: the frame in view, as the owner sees it.
+    page.locator("iframe.email-html").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "09-email-frame.png"))
+    text = page.inner_text("pre.email-text")
+    assert "Blue enamel mug" in text and "1 High Street, London" in text
+    assert "r•••@example.com" in page.inner_text("table.facts")
+    assert "reader@example.com" not in page.content()

@@ -5,12 +5,13 @@ alone, and a shop's deletion that leaves no row of it."""
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, select, text
 
-from cartnudge.db.models import Cart, PrivacyLogEntry
+from cartnudge.db.models import Cart, PrivacyLogEntry, SendMessage
 from cartnudge.db.session import reading
 from cartnudge.privacy.worker import run_privacy
 from cartnudge.shops.repository import ShopRecord
@@ -40,6 +41,13 @@ def privacy_log(engine: Engine) -> list[dict[str, object]]:
         return [dict(row._mapping) for row in conn.execute(select(log_t).order_by(log_t.c.id))]
 
 
+def kept_emails(engine: Engine) -> list[tuple[str]]:
+    """The kept copies of emails, as text."""
+    with reading(engine) as conn:
+        bodies = conn.execute(select(SendMessage.c.body).order_by(SendMessage.c.send_id))
+        return [(zlib.decompress(body).decode(),) for (body,) in bodies]
+
+
 def test_a_data_request_exports_everything_held_about_the_shopper(
     client: TestClient, engine: Engine, sender_shop: ShopRecord, run: Pass, tmp_path: Path
 ) -> None:
@@ -66,6 +74,7 @@ def test_a_data_request_exports_everything_held_about_the_shopper(
     # The reminders, what they said, the decisions, and the click.
     [reminder] = carts[0]["sends"]
     assert reminder["status"] == "sent" and reminder["subject"]
+    assert f"To: {BOB}\r\n" in reminder["email"] and reminder["subject"] in reminder["email"]
     assert len(reminder["clicks"]) == 1
     assert any(a["action"] == "reminder:1" for a in carts[0]["audit"])
     assert [o["order_id"] for o in document["orders"]] == [str(ORDER_ID)]
@@ -95,6 +104,7 @@ def test_customers_redact_erases_the_shopper_and_keeps_the_counts(
     # Bob's first reminder and the other shopper's (do-not-disturb skipped Bob's second).
     assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 2
     assert traces_in_database(engine)  # the check below can fail
+    assert len(kept_emails(engine)) == 2  # Bob's reminder and the other shopper's
 
     body = customer_redact(sender_shop, BOB, [ORDER_ID])
     assert post_shopify(client, sender_shop, "customers/redact", body, "w-cr").status_code == 200
@@ -114,6 +124,11 @@ def test_customers_redact_erases_the_shopper_and_keeps_the_counts(
     erased = [e for e in privacy_log(engine) if e["action"] == "erase"]
     assert [e["actor"] for e in erased] == ["webhook:customers/redact"]
     assert erased[0]["counts"]["carts"] == 2 and erased[0]["counts"]["email_files"] == 1
+    # The kept copy of Bob's email is deleted; the other shopper's stays.
+    [(to_other,)] = kept_emails(engine)
+    assert f"To: {OTHER}" in to_other and "bob" not in to_other.lower()
+    counts = erased[0]["counts"]
+    assert isinstance(counts, dict) and counts["email_copies"] == 1
 
     # The request is done: a replay of the same webhook changes nothing.
     post_shopify(client, sender_shop, "customers/redact", body, "w-cr")

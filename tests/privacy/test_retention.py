@@ -33,6 +33,7 @@ def kept(engine: Engine, shop_id: int) -> dict[str, int]:
         "AND email_key IS NOT NULL",
         "sends_with_address": "SELECT count(*) FROM sends WHERE shop_id = :s "
         "AND email_key IS NOT NULL",
+        "kept_emails": "SELECT count(*) FROM send_messages WHERE shop_id = :s",
     }
     with reading(engine) as conn:
         return {k: conn.execute(text(q), {"s": shop_id}).scalar_one() for k, q in queries.items()}
@@ -78,9 +79,11 @@ def test_each_setting_removes_exactly_what_it_names_when_its_time_comes(
     removed = enforce(engine, T0 + 10 * D + 7 * H, files)
     after = kept(engine, shop.id)
     assert removed["closed_carts"] == 1 and removed["orders"] == 1
-    assert removed["email_files"] == 1
+    assert removed["email_files"] == removed["email_copies"] == 1
     assert after["carts_with_pii"] == start["carts_with_pii"] - 1
     assert (after["orders_with_email"], after["sends_with_address"]) == (0, 1)
+    # The kept copy of its email goes with the send's address, not a moment later.
+    assert (start["kept_emails"], after["kept_emails"]) == (2, 1)
     with reading(engine) as conn:
         open_carts = conn.execute(
             text("SELECT count(*) FROM carts WHERE status = 'open' AND email IS NULL")

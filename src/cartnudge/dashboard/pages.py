@@ -16,6 +16,7 @@ from cartnudge.dashboard.cart_pages import action_router, cart_router
 from cartnudge.dashboard.connect_pages import connect_router
 from cartnudge.dashboard.control_pages import control_router
 from cartnudge.dashboard.document_pages import document_router
+from cartnudge.dashboard.email_pages import email_router
 from cartnudge.dashboard.today_pages import today_router
 from cartnudge.dashboard.web import (
     HERE,
@@ -37,6 +38,7 @@ def install(app: FastAPI, dash: Dashboard, webhooks: ASGIApp) -> None:
     app.include_router(connect_router(dash, webhooks))
     app.include_router(today_router(dash))
     app.include_router(document_router(dash))
+    app.include_router(email_router(dash))
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SignInNeeded)

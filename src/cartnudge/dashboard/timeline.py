@@ -21,6 +21,7 @@ class Entry:
     title: str
     detail: str | None = None
     changes: dict[str, Any] = field(default_factory=dict)  # before / after, when audited
+    send_id: int | None = None  # a reminder's, for the link to its email
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -59,7 +60,7 @@ def timeline(conn: Connection, cart: dict[str, Any]) -> list[Entry]:
             )
             if part
         )
-        entries.append(Entry(at, "email", title, detail or None))
+        entries.append(Entry(at, "email", title, detail or None, send_id=send["id"]))
     clicked, bought = clicks_and_orders(conn, cart["id"])
     for click in clicked:
         entries.append(Entry(click.at, "click", f"followed the link in reminder {click.step}"))

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -371,6 +372,21 @@ Send = Table(
         sqlite_where=text("status = 'sending'"),
         postgresql_where=text("status = 'sending'"),
     ),
+)
+
+
+# The email each send handed to its provider, exactly as it went (RFC 5322 bytes,
+# zlib-compressed), so the owner can see later what the shopper received. Written in the
+# hand-off's own transaction: a send handed over always has its copy; a retry's hand-off
+# replaces the copy of an attempt that never left. It holds the shopper's address and name,
+# so it goes with the send's personal data (erasure, retention).
+SendMessage = Table(
+    "send_messages",
+    metadata,
+    Column("send_id", ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),
+    Column("body", LargeBinary, nullable=False),
 )
 
 

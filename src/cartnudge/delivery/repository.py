@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    LargeBinary,
     and_,
     bindparam,
     case,
@@ -20,13 +21,15 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
-from cartnudge.db.models import Cart, CartStatus, Send, SendStatus, Shop
+from cartnudge.db.models import Cart, CartStatus, Send, SendMessage, SendStatus, Shop
 from cartnudge.db.types import UtcDateTime
 
 sends = Send
 carts = Cart
 shops = Shop
+messages = SendMessage
 
 # Statuses of a send that may have reached the shopper: do-not-disturb counts them all.
 REACHED = (SendStatus.SENDING.value, SendStatus.SENT.value, SendStatus.AMBIGUOUS.value)
@@ -123,6 +126,39 @@ _HAND_OFF = (
     )
     .values(handed_at=bindparam("now", type_=UtcDateTime()))
 )
+# The email's copy, written with the hand-off: a retry's hand-off replaces the copy of an
+# attempt that never left (a copy is only ever replaced before its email is handed over).
+_KEEP_COLUMNS = ["send_id", "shop_id", "stored_at", "body"]
+_KEPT = ("stored_at", "body")
+
+# PostgreSQL: the mark and the copy in one statement (a data-modifying CTE), so keeping the
+# email costs no round trip; the hand-off autocommits it, and the email never goes without
+# its copy.
+_handed = _HAND_OFF.returning(sends.c.id, sends.c.shop_id).cte("handed")
+_pg_keep = postgresql.insert(messages).from_select(
+    _KEEP_COLUMNS,
+    select(
+        _handed.c.id,
+        _handed.c.shop_id,
+        bindparam("now", type_=UtcDateTime()),
+        bindparam("body", type_=LargeBinary()),
+    ),
+)
+_HAND_OFF_KEEPING = _pg_keep.on_conflict_do_update(
+    index_elements=[messages.c.send_id],
+    set_={name: _pg_keep.excluded[name] for name in _KEPT},
+).returning(messages.c.send_id)
+# SQLite: the mark, then the copy, in the hand-off's one transaction (no round trips there).
+_sqlite_keep = sqlite.insert(messages).values(
+    send_id=bindparam("send_id"),
+    shop_id=select(sends.c.shop_id).where(sends.c.id == bindparam("send_id")).scalar_subquery(),
+    stored_at=bindparam("now", type_=UtcDateTime()),
+    body=bindparam("body", type_=LargeBinary()),
+)
+_KEEP = _sqlite_keep.on_conflict_do_update(
+    index_elements=[messages.c.send_id],
+    set_={name: _sqlite_keep.excluded[name] for name in _KEPT},
+)
 _PAUSED = (
     select(shops.c.paused_at)
     .join(sends, sends.c.shop_id == shops.c.id)
@@ -213,12 +249,14 @@ class SenderRepository:
             values: dict[str, Any] = {k: bindparam(k) for k in group[0] if k != "_send_id"}
             self.conn.execute(_UPDATE.values(values), group)
 
-    def hand_off(self, send_id: int, now: datetime) -> str | None:
-        """Mark the send handed over, now; or, when it may not go any more, withdraw it
-        (skipped, with why) and return why. ``None``: hand it to the provider. Each
-        statement may commit on its own: the mark is one statement, and the withdrawal
-        touches only a send still claimed and never handed over."""
-        if self.conn.execute(_HAND_OFF, {"send_id": send_id, "now": now}).rowcount:
+    def hand_off(self, send_id: int, now: datetime, message: bytes) -> str | None:
+        """Mark the send handed over, now, and keep ``message`` (the email as it will go,
+        compressed) as its copy; or, when it may not go any more, withdraw it (skipped,
+        with why) and return why. ``None``: hand it to the provider. Each statement may
+        commit on its own: the mark and the copy are one statement on PostgreSQL and one
+        transaction on SQLite, and the withdrawal touches only a send still claimed and
+        never handed over."""
+        if self._mark_handed(send_id, now, message):
             return None
         if self.conn.execute(_PAUSED, {"send_id": send_id}).scalar() is not None:
             # Back in the queue, held: it goes once the owner resumes sending.
@@ -232,6 +270,15 @@ class SenderRepository:
         )
         self._withdraw(send_id, now, SendStatus.SKIPPED, reason)
         return reason
+
+    def _mark_handed(self, send_id: int, now: datetime, message: bytes) -> bool:
+        values = {"send_id": send_id, "now": now, "body": message}
+        if self.conn.dialect.name == "postgresql":
+            return self.conn.execute(_HAND_OFF_KEEPING, values).first() is not None
+        if not self.conn.execute(_HAND_OFF, values).rowcount:
+            return False
+        self.conn.execute(_KEEP, values)
+        return True
 
     def _withdraw(
         self, send_id: int, now: datetime, status: SendStatus, reason: str, **values: Any
@@ -253,6 +300,32 @@ class SenderRepository:
                 **values,
             )
         )
+
+    def with_message(self, shop_id: int, send_id: int) -> Any | None:
+        """The send, of this shop, with its email's kept copy (``body``, compressed; None
+        when none was kept); None when the shop has no such send. One read, by keys."""
+        stmt = (
+            select(
+                sends.c.id,
+                sends.c.cart_id,
+                sends.c.step,
+                sends.c.status,
+                sends.c.reason,
+                sends.c.email_key,
+                sends.c.subject,
+                sends.c.sent_at,
+                sends.c.handed_at,
+                sends.c.due_at,
+                sends.c.rules_version,
+                sends.c.voice_version,
+                sends.c.provider,
+                messages.c.stored_at,
+                messages.c.body,
+            )
+            .outerjoin(messages, messages.c.send_id == sends.c.id)
+            .where(sends.c.id == send_id, sends.c.shop_id == shop_id)
+        )
+        return self.conn.execute(stmt).first()
 
     def extend_lease(self, send_ids: list[int], until: datetime) -> None:
         if send_ids:

@@ -11,7 +11,8 @@ A batch goes through three steps, each a short transaction or none:
 2. **Write, hand over and deliver.** Each email is composed, then handed over: a short
    transaction marks it handed only if its cart is still open and the send still claimed
    (a purchase, an unsubscribe or an owner's stop stored after the claim withdraws it),
-   and only then does it go to the shop's provider, in lanes side by side. So no email
+   and keeps the email's bytes for the owner to read later (``send_messages``); only then
+   does it go to the shop's provider, in lanes side by side. So no email
    leaves after a purchase was stored; one already handed over when it lands is on the wire.
 3. **Record** what each provider said, in a transaction every few seconds (which also
    renews the lease of the sends still waiting their turn) and at the end.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -429,7 +431,9 @@ def _deliver_lane(
             results.put(Handed(item, Failed(f"could not be written: {exc}"), clock(), None))
             continue
         subject = composed.subject
-        if withdrawn := _hand_off(engine, item, clock):
+        # Compressed here, in the lane: the hand-off's transaction only carries the bytes.
+        kept = zlib.compress(composed.raw)
+        if withdrawn := _hand_off(engine, item, clock, kept):
             results.put(Handed(item, NotHanded(withdrawn), clock(), subject))
             continue
         try:
@@ -442,12 +446,15 @@ def _deliver_lane(
         results.put(Handed(item, outcome, clock(), subject))
 
 
-def _hand_off(engine: Engine, item: Outgoing, clock: Callable[[], datetime]) -> str | None:
-    """Commit the hand-off just before the provider is called (``None``), or say why the
-    email must not go: the cart changed since the claim, or the database is unreachable."""
+def _hand_off(
+    engine: Engine, item: Outgoing, clock: Callable[[], datetime], message: bytes
+) -> str | None:
+    """Commit the hand-off, with the email's copy (``message``), just before the provider
+    is called (``None``), or say why the email must not go: the cart changed since the
+    claim, or the database is unreachable."""
     try:
         with each_statement(engine, HOLDER) as conn:
-            return SenderRepository(conn).hand_off(item.send_id, clock())
+            return SenderRepository(conn).hand_off(item.send_id, clock(), message)
     except SQLAlchemyError as exc:
         log.warning("send %s not handed over: %s", item.send_id, type(exc).__name__)
         return f"the hand-off could not be written ({type(exc).__name__}); a later pass sends it"

@@ -24,12 +24,14 @@ from cartnudge.db.models import (
     PrivacyRequest,
     RequestState,
     Send,
+    SendMessage,
     SendStatus,
     Shop,
 )
 
 carts = Cart
 sends = Send
+messages = SendMessage
 inbox = InboxEvent
 orders = Order
 audit = AuditEntry
@@ -122,6 +124,13 @@ class PrivacyRepository:
         stmt = select(clicks).where(clicks.c.send_id.in_(send_ids)).order_by(clicks.c.id)
         return list(self.conn.execute(stmt))
 
+    def messages_of(self, send_ids: Sequence[int]) -> dict[int, bytes]:
+        """The kept copies of these sends' emails (compressed), by send id."""
+        if not send_ids:
+            return {}
+        stmt = select(messages.c.send_id, messages.c.body).where(messages.c.send_id.in_(send_ids))
+        return {row.send_id: row.body for row in self.conn.execute(stmt)}
+
     def events_mentioning(self, shop_id: int, email_key: str) -> list[Any]:
         """Kept bodies and dead-letter reasons of the shop that contain the address, whatever
         cart they belong to (a dead letter has none; a compliance request names it)."""
@@ -190,7 +199,7 @@ class PrivacyRepository:
 
     def clear_sends(self, cart_ids: Sequence[int], reason: str, now: datetime) -> list[int]:
         """Forget where and what the carts' emails were; cancel those not sent. Returns the
-        ids of all their sends (their rendered copies go too)."""
+        ids of all their sends (their kept and rendered copies go too)."""
         of_carts = sends.c.cart_id.in_(cart_ids)
         self.conn.execute(
             update(sends)
@@ -201,6 +210,13 @@ class PrivacyRepository:
             update(sends).where(of_carts).values(email_key=None, subject=None).returning(sends.c.id)
         )
         return sorted(ids.scalars())
+
+    def drop_messages(self, send_ids: Sequence[int]) -> int:
+        """Delete the kept copies of these sends' emails (they hold the address and name)."""
+        if not send_ids:
+            return 0
+        stmt = delete(messages).where(messages.c.send_id.in_(send_ids))
+        return self.conn.execute(stmt).rowcount or 0
 
     def clear_orders(self, order_ids: Sequence[int]) -> int:
         if not order_ids:

@@ -2,7 +2,8 @@
 
 Per shop: raw webhook bodies (default 7 days), the facts decisions read — the before and
 after of audit entries — (30 days), and the personal data of carts no longer open, counted
-from their last activity, with their orders' addresses (180 days). Consent entries are
+from their last activity, with their orders' addresses and their sends' addresses and kept
+emails (180 days). Consent entries are
 kept: they are the record that a shopper asked to be left alone. Exports are deleted after
 ``EXPORTS_KEPT``. Work is done in small transactions, so SQLite's one writer is never held
 for long.
@@ -72,6 +73,7 @@ def enforce_shop(
     def closed_carts(repo: PrivacyRepository, ids: list[int]) -> int:
         scrubbed = scrub_carts(repo, shop, ids, [], now, files)
         counts["events"] += scrubbed["events"]
+        counts["email_copies"] += scrubbed["email_copies"]
         counts["email_files"] += scrubbed["email_files"]
         return scrubbed["carts"]
 

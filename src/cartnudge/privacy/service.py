@@ -1,8 +1,8 @@
 """Data requests: export everything held about a shopper, erase it, or erase a whole shop.
 
 A shopper is named by their address and, from Shopify, by order ids as well. Erasure
-clears what identifies them (contact fields, raw bodies, rendered emails, the address in
-every reason and in the ledger) and keeps the rows that reports count, so the shop's
+clears what identifies them (contact fields, raw bodies, kept and rendered emails, the
+address in every reason and in the ledger) and keeps the rows that reports count, so the shop's
 totals of carts, reminders and recovered revenue do not move. Each action leaves a
 ``privacy_log`` entry with counts only.
 """
@@ -10,6 +10,7 @@ totals of carts, reminders and recovered revenue do not move. Each action leaves
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,14 +24,22 @@ from cartnudge.db.models import PrivacyLogEntry, metadata
 from cartnudge.privacy.consent import history, suppression_key
 from cartnudge.privacy.files import PrivacyFiles
 from cartnudge.privacy.ledger_repository import LedgerRepository, ledger
-from cartnudge.privacy.repository import PrivacyRepository, audit, carts, inbox, orders, sends
+from cartnudge.privacy.repository import (
+    PrivacyRepository,
+    audit,
+    carts,
+    inbox,
+    messages,
+    orders,
+    sends,
+)
 from cartnudge.shops.repository import ShopRecord
 
 ERASED = "[erased]"
 ERASED_REASON = "the shopper's data was erased"
 # The tables an erasure or retention rewrites: their old row versions hold what went
 # (``cartnudge.db.engine.forget_old_copies``).
-ERASING_TABLES = tuple(str(t.name) for t in (carts, sends, inbox, orders, audit, ledger))
+ERASING_TABLES = tuple(str(t.name) for t in (carts, sends, messages, inbox, orders, audit, ledger))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +73,13 @@ def export(
     clicked: dict[int, list[str]] = {}
     for click in repo.clicks_of(send_ids):
         clicked.setdefault(click.send_id, []).append(click.at.isoformat())
+    kept = repo.messages_of(send_ids)
     for view in views:
         for send in view["sends"] if view else ():
             send["clicks"] = clicked.get(send["id"], [])
+            # The email as it was sent (RFC 5322), when a copy was kept.
+            body = kept.get(send["id"])
+            send["email"] = zlib.decompress(body).decode("utf-8", "replace") if body else None
     bought = repo.shopper_orders(shop.id, shopper.email_key, shopper.order_refs, cart_ids)
     consent = history(conn, shop.id, shopper.email_key) if shopper.email_key else []
     counts = {"carts": len(views), "orders": len(bought), "consent_entries": len(consent)}
@@ -77,8 +90,9 @@ def export(
         "generated_at": now.isoformat(),
         "what_this_is": (
             f"Everything {shop.name} holds about this shopper in its cart reminder service: "
-            "carts with their events (raw bodies while they are kept), the reminders and "
-            "the decisions about them, clicks, orders, and the consent history."
+            "carts with their events (raw bodies while they are kept), the reminders (each "
+            "email as it was sent, where a copy is kept) and the decisions about them, "
+            "clicks, orders, and the consent history."
         ),
         "carts": views,
         "orders": [
@@ -144,15 +158,16 @@ def scrub_carts(
     files: PrivacyFiles,
 ) -> dict[str, int]:
     """Clear the personal data of these carts: contact fields, their events' bodies, their
-    emails' address and subject and rendered copies, and the shopper (their address and
-    name, and any of ``needles``) in any reason."""
+    emails' address and subject, kept copies (``send_messages``) and rendered files, and
+    the shopper (their address and name, and any of ``needles``) in any reason."""
     if not cart_ids:
-        return {"carts": 0, "events": 0, "sends": 0, "email_files": 0}
+        return {"carts": 0, "events": 0, "sends": 0, "email_copies": 0, "email_files": 0}
     own = repo.identities(cart_ids)
     needles = _needles(
         [*needles, *(r.email_key for r in own if r.email_key)], [r.first_name for r in own]
     )
     send_ids = repo.clear_sends(cart_ids, ERASED_REASON, now)
+    copies = repo.drop_messages(send_ids)
     emails = files.delete_emails(shop.slug, send_ids)
     _scrub_texts(
         repo, sends, "reason", repo.texts(sends, "reason", sends.c.id.in_(send_ids)), needles
@@ -164,6 +179,7 @@ def scrub_carts(
         "carts": repo.clear_carts(cart_ids, now),
         "events": repo.clear_events([], cart_ids),
         "sends": len(send_ids),
+        "email_copies": copies,
         "email_files": emails,
     }
 
