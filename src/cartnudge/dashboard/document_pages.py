@@ -28,6 +28,7 @@ from cartnudge.dashboard.document_forms import (
     voice_values,
 )
 from cartnudge.dashboard.dry_run import dry_run
+from cartnudge.dashboard.emails import read_email
 from cartnudge.dashboard.web import Dashboard, PageError, field, not_found
 from cartnudge.db.models import Cart
 from cartnudge.db.session import writing
@@ -331,16 +332,14 @@ def _preview(dash: Dashboard, shop: ShopRecord, voice: Voice, form: FormData) ->
         cart=cart,
     )
     composed = compose(draft, voice)
-    message = composed.message
-    text = message.get_body(("plain",))
-    html = message.get_body(("html",))
+    shown = read_email(composed.raw)  # as the email page shows a sent one: links disarmed
     return {
         "subject": composed.subject,
         "variant": composed.variant,
         "step": int(step),
         "cart": cart.id if cart is not None else None,
-        "text": text.get_content() if text is not None else "",
-        "html": html.get_content() if html is not None else "",
+        "text": shown.text or "",
+        "html": shown.html or "",
     }
 
 
