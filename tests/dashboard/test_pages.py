@@ -190,6 +190,7 @@ def test_suppress_is_confirmed_first_then_done_and_audited_under_the_users_name(
     assert "user:owner" in actors
     page = client.get(f"/shops/{shop.slug}/carts/{first}")
     assert "status:suppressed by user:owner" in page.text
+    assert "status: open → suppressed" in page.text  # the change, not two JSON objects
 
 
 def test_write_off_needs_a_reason(client: TestClient, shop: ShopRecord, engine: Engine) -> None:

@@ -4,6 +4,7 @@ of it, the clicks, and the orders."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,8 +21,29 @@ class Entry:
     kind: str  # event, audit, email, click, order
     title: str
     detail: str | None = None
-    changes: dict[str, Any] = field(default_factory=dict)  # before / after, when audited
+    # What an audited change changed: (what, before, after), each as text.
+    changes: list[tuple[str, str, str]] = field(default_factory=list)
     send_id: int | None = None  # a reminder's, for the link to its email
+
+
+def _changes(before: Any, after: Any) -> list[tuple[str, str, str]]:
+    """An audit row's before and after, setting by setting: ``status: open → suppressed``
+    rather than two JSON objects side by side."""
+    was = before if isinstance(before, dict) else {} if before is None else {"value": before}
+    now = after if isinstance(after, dict) else {} if after is None else {"value": after}
+    return [
+        (key, _plain(was.get(key)), _plain(now.get(key)))
+        for key in [*was, *(k for k in now if k not in was)]
+        if was.get(key) != now.get(key)
+    ]
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -41,7 +63,7 @@ def timeline(conn: Connection, cart: dict[str, Any]) -> list[Entry]:
     for row in cart["audit"]:
         at = _instant(row["at"])
         assert at is not None
-        changes = {k: row[k] for k in ("before", "after") if row[k] is not None}
+        changes = _changes(row["before"], row["after"])
         entries.append(
             Entry(at, "audit", f"{row['action']} by {row['actor']}", row["reason"], changes)
         )
