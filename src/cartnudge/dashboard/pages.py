@@ -15,6 +15,7 @@ from cartnudge.dashboard.account_pages import account_router
 from cartnudge.dashboard.cart_pages import action_router, cart_router
 from cartnudge.dashboard.connect_pages import connect_router
 from cartnudge.dashboard.control_pages import control_router
+from cartnudge.dashboard.sheet_pages import sheet_router
 from cartnudge.dashboard.today_pages import today_router
 from cartnudge.dashboard.web import (
     HERE,
@@ -35,6 +36,7 @@ def install(app: FastAPI, dash: Dashboard, webhooks: ASGIApp) -> None:
     app.include_router(control_router(dash))
     app.include_router(connect_router(dash, webhooks))
     app.include_router(today_router(dash))
+    app.include_router(sheet_router(dash))
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SignInNeeded)
