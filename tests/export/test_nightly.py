@@ -215,3 +215,27 @@ def test_workers_racing_on_postgresql_write_the_sheet_once(
             assert nightly_record(conn, shop.id, date(2026, 3, 13)).attempts == 1
     finally:
         wipe(engine)
+
+
+def test_the_worker_loops_write_it_when_due(
+    client: TestClient, engine: Engine, shop: ShopRecord, tmp_path: Path
+) -> None:
+    from cartnudge.config import Settings
+    from cartnudge.worker import Loops
+
+    post(client, shop, cart_id="yesterday", occurred_at=T0 - 24 * H)
+    shop = nightly(engine, shop, tmp_path / "sheets", hour=12)
+    now = [T0]
+    settings = Settings(home=tmp_path / "home", public_url="http://testserver", secret_key=KEY)
+    loops = Loops(engine, settings, clock=lambda: now[0])
+    try:
+        loops.run_nightly_if_due()  # 11:09 in New York: not yet
+        assert not (tmp_path / "sheets").exists()
+        loops._nightly_due = 0.0  # the next look, without waiting a minute for it
+        now[0] = T0 + H
+        loops.run_nightly_if_due()
+        assert [p.name for p in (tmp_path / "sheets").iterdir()] == [
+            f"{shop.slug}-carts-2026-03-13.csv"
+        ]
+    finally:
+        loops.providers.close()
