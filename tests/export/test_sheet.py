@@ -220,3 +220,14 @@ def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path: Path) -> 
     with pytest.raises(SheetFileError, match="choose csv or xlsx"):
         write_file(tmp_path / "x.ods", "ods", ["n"], [])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.csv"]
+
+
+def test_an_xlsx_refuses_more_rows_than_a_sheet_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cartnudge.export.files.XLSX_MAX_ROWS", 3)
+    path = tmp_path / "big.xlsx"
+    with pytest.raises(SheetFileError, match="more than an xlsx sheet holds"):
+        write_file(path, "xlsx", ["n"], ([n] for n in range(4)))
+    assert list(tmp_path.iterdir()) == []
+    assert write_file(path, "xlsx", ["n"], ([n] for n in range(3))) == 3

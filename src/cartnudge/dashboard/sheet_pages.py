@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from cartnudge.carts.queries import show_cart
 from cartnudge.dashboard.actions import ACTIONS
 from cartnudge.dashboard.web import MAX_FORM_FIELD, Dashboard, PageError, not_found
-from cartnudge.export.files import FORMATS, MEDIA_TYPES, write_file
+from cartnudge.export.files import FORMATS, MEDIA_TYPES, SheetFileError, write_file
 from cartnudge.export.links import LinkRefused, read_link_token
 from cartnudge.export.sheet import HEADER, LINK_COLUMNS, LinkMaker, SpanError, sheet_rows, span_of
 from cartnudge.shops.repository import ShopRepository
@@ -63,6 +63,9 @@ def sheet_router(dash: Dashboard) -> APIRouter:
 
         try:
             await run_in_threadpool(write)
+        except SheetFileError as exc:  # more carts than an xlsx holds
+            _remove(path)
+            raise PageError(400, str(exc)) from None
         except BaseException:
             _remove(path)
             raise
@@ -87,10 +90,11 @@ def sheet_router(dash: Dashboard) -> APIRouter:
             raise PageError(
                 EXPIRED if exc.expired else ALTERED, f"{str(exc).capitalize()}."
             ) from None
-        shop = dash.read(lambda conn: ShopRepository(conn).by_id(link.shop_id))
+        shop, cart = dash.read(
+            lambda conn: (ShopRepository(conn).by_id(link.shop_id), show_cart(conn, link.cart_id))
+        )
         if shop is None or not viewer.sees(shop.id):
             raise not_found()
-        cart = dash.read(lambda conn: show_cart(conn, link.cart_id))
         if cart is None or cart["shop_id"] != shop.id:
             raise not_found()
         return dash.render(

@@ -26,6 +26,7 @@ MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
+XLSX_MAX_ROWS = 1_048_575  # an Excel sheet's rows, less the header
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Characters an XLSX cannot hold at all (XML 1.0 forbids them).
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -113,6 +114,11 @@ def _xlsx(
     sheet.append(header)
     written = 0
     for row in rows:
+        if written == XLSX_MAX_ROWS:
+            raise SheetFileError(
+                f"more than {XLSX_MAX_ROWS:,} carts: more than an xlsx sheet holds; "
+                "choose csv or a shorter span"
+            )
         sheet.append([cell(value, link) for value, link in zip(row, linked, strict=False)])
         written += 1
     book.save(str(path))
