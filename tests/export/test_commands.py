@@ -93,3 +93,24 @@ def test_bad_input_is_refused_and_leaves_no_file(
     assert done.exit_code == 2
     assert message in done.stderr
     assert list(folder.iterdir()) == [] and not (tmp_path / "missing").exists()
+
+
+def test_shop_set_chooses_the_nightly_sheet_and_refuses_a_bad_one(
+    cli: Any, shop: ShopRecord, tmp_path: Path
+) -> None:
+    done = cli("shop", "set", shop.slug, "--export-hour", "6", "--export-to", str(tmp_path))
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["nightly_sheet"] == {
+        "hour": 6,
+        "to": str(tmp_path),
+        "format": "csv",
+    }
+    for args, message in (
+        (["--export-hour", "25"], "--export-hour: 25 is not an hour of the day"),
+        (["--export-to", "sheets/x"], "neither an absolute folder nor sheets:<spreadsheet id>"),
+        (["--export-format", "pdf"], "--export-format: 'pdf' is not csv or xlsx"),
+    ):
+        refused = cli("shop", "set", shop.slug, *args)
+        assert refused.exit_code == 2 and message in refused.stderr
+    stopped = cli("shop", "set", shop.slug, "--export-to", "")
+    assert json.loads(stopped.stdout)["nightly_sheet"] is None
