@@ -5,6 +5,7 @@ as UTF-8 and never runs as a formula; XLSX with clickable links; whole files or 
 from __future__ import annotations
 
 import csv
+import gc
 import io
 from datetime import timedelta
 from decimal import Decimal
@@ -212,6 +213,9 @@ def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path: Path) -> 
     with pytest.raises(RuntimeError):
         write_file(path, "csv", ["n", "t"], rows())
     assert path.read_text() == "yesterday's sheet"
+    with pytest.raises(RuntimeError):
+        write_file(tmp_path / "sheet.xlsx", "xlsx", ["n", "t"], rows())
+    gc.collect()  # an unfinished xlsx writer would complain here (warnings are errors)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.csv"]
     with pytest.raises(SheetFileError, match="is a folder"):
         write_file(tmp_path, "csv", ["n"], [])

@@ -113,13 +113,20 @@ def _xlsx(
 
     sheet.append(header)
     written = 0
-    for row in rows:
-        if written == XLSX_MAX_ROWS:
-            raise SheetFileError(
-                f"more than {XLSX_MAX_ROWS:,} carts: more than an xlsx sheet holds; "
-                "choose csv or a shorter span"
-            )
-        sheet.append([cell(value, link) for value, link in zip(row, linked, strict=False)])
-        written += 1
+    try:
+        for row in rows:
+            if written == XLSX_MAX_ROWS:
+                raise SheetFileError(
+                    f"more than {XLSX_MAX_ROWS:,} carts: more than an xlsx sheet holds; "
+                    "choose csv or a shorter span"
+                )
+            sheet.append([cell(value, link) for value, link in zip(row, linked, strict=False)])
+            written += 1
+    except BaseException:
+        # Finish the half-written file (the caller removes it): left open, openpyxl's row
+        # writer would write into its closed stream whenever it is collected.
+        with contextlib.suppress(Exception):
+            book.save(str(path))
+        raise
     book.save(str(path))
     return written
