@@ -48,6 +48,8 @@ ORDER: tuple[frozenset[str], ...] = tuple(
         {"tracking"},
         {"measurement"},
         {"privacy"},
+        # The owner's sheet reads the cart list and signs links the dashboard opens.
+        {"export"},
         {"dashboard"},
         # The composition roots and tools that put the stages together.
         {"app", "worker", "cli", "sim", "testing", "migrations"},

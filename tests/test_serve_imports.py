@@ -25,6 +25,7 @@ NEVER = (
     "pygments",
     "argon2",  # loaded at the first sign-in
     "playwright",
+    "openpyxl",  # loaded when a sheet is written as xlsx
 )
 
 

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
         "do not share a data folder. `cartnudge keys new` makes a key; `cartnudge keys rotate` "
         "re-encrypts with the first.",
     )
+    google_credentials_file: Path | None = Field(
+        default=None,
+        description="A Google service account's key file, for shops whose nightly sheet goes "
+        "to a Google Sheet (`shop set --export-to sheets:ID`).",
+    )
+    google_sheets_endpoint: str | None = Field(
+        default=None,
+        description="Another address for the Google Sheets API (a test server); unset means "
+        "Google's own.",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -1,5 +1,5 @@
 """The loops behind the web app: the waiter and the sender, one pass after another, and
-the privacy run every few minutes.
+the privacy run every few minutes, the nightly sheets when they are due.
 
 ``cartnudge serve`` runs them in a process of their own next to the web app (``main``
 below, see ``cartnudge.children``); ``cartnudge worker`` runs only them, as many
@@ -23,6 +23,7 @@ from cartnudge.clock import system_clock
 from cartnudge.config import Settings
 from cartnudge.db.turns import turn_size_for
 from cartnudge.delivery.sender import Links, Providers, send_due
+from cartnudge.export.nightly import NIGHTLY_INTERVAL_S, NightlyConfig, run_nightly
 from cartnudge.privacy.worker import PRIVACY_INTERVAL_S, files_of, run_privacy
 from cartnudge.timing.service import move_timers
 from cartnudge.timing.waiter import wake_due
@@ -46,6 +47,8 @@ class Loops:
         self.waiter_turns = turn_size_for(engine)
         self.sender_turns = turn_size_for(engine)
         self._privacy_due = 0.0  # monotonic time of the next privacy run; the first is at once
+        self.nightly = NightlyConfig.of(settings)
+        self._nightly_due = 0.0  # monotonic time of the next look for a nightly sheet
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -65,6 +68,12 @@ class Loops:
             self._privacy_due = time.monotonic() + PRIVACY_INTERVAL_S
             run_privacy(self.engine, self.clock(), self.privacy_files)
 
+    def run_nightly_if_due(self) -> None:
+        """Write the nightly sheets that are due, every ``NIGHTLY_INTERVAL_S``."""
+        if time.monotonic() >= self._nightly_due:
+            self._nightly_due = time.monotonic() + NIGHTLY_INTERVAL_S
+            run_nightly(self.engine, self.clock(), self.nightly)
+
     def run(self) -> None:
         """Pass after pass until ``stop``; an error is logged and retried, never fatal."""
         try:
@@ -72,6 +81,7 @@ class Loops:
                 try:
                     self.run_once()
                     self.run_privacy_if_due()
+                    self.run_nightly_if_due()
                 except Exception:
                     log.exception("waiter/sender pass failed; trying again shortly")
                     self._stop.wait(ERROR_BACKOFF_S)

@@ -240,9 +240,11 @@ def page_of_carts(
         carts.c.total_minor,
         carts.c["items"],  # not .items: that is the column collection's own method
         carts.c.reminders_sent,
+        carts.c.first_activity_at,
         carts.c.last_activity_at,
         carts.c.next_wake_at,
         carts.c.source,
+        carts.c.status_reason,
     ).where(carts.c.shop_id == shop_id)
     if where.status is not None:
         stmt = stmt.where(carts.c.status == where.status)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -124,6 +125,12 @@ Shop = Table(
     Column("paused_at", UtcDateTime),
     Column("paused_by", String(64)),
     Column("paused_reason", Text),
+    # The nightly sheet: the shop's previous day written at this hour (shop local time,
+    # 0-23) to a folder, or to a Google Sheet (``sheets:<spreadsheet id>``), as csv or xlsx.
+    # No hour or no destination: no nightly sheet.
+    Column("export_hour", Integer),
+    Column("export_to", Text),
+    Column("export_format", String(8), default="csv", server_default="csv", nullable=False),
 )
 
 
@@ -270,6 +277,8 @@ Order = Table(
     Index("ix_orders_shop_email", "shop_id", "email_key"),
     # Today: orders placed in a window.
     Index("ix_orders_shop_placed", "shop_id", "placed_at"),
+    # The nightly sheet: a page of carts' orders.
+    Index("ix_orders_shop_cart", "shop_id", "cart_id"),
 )
 
 
@@ -493,6 +502,25 @@ PrivacyLogEntry = Table(
     Column("request_id", BigInteger),
     Column("at", UtcDateTime, nullable=False),
     Column("counts", Json, nullable=False),
+)
+
+
+# One shop's nightly sheet for one day (shop local), claimed before it is written: the
+# primary key makes sure several workers never write it twice. A claim lapses at
+# ``claimed_until`` (its worker died) or is released with ``error`` when the write failed;
+# either way the next pass tries again. ``done_at`` is set once it is written.
+NightlyExport = Table(
+    "nightly_exports",
+    metadata,
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("claimed_until", UtcDateTime),
+    Column("attempts", Integer, default=0, server_default="0", nullable=False),
+    Column("done_at", UtcDateTime),
+    Column("rows", BigInteger),
+    Column("target", Text),  # the file written, or the sheet
+    Column("error", Text),  # why the last attempt failed
+    PrimaryKeyConstraint("shop_id", "day"),
 )
 
 

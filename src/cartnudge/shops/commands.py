@@ -154,10 +154,24 @@ def shop_set(
             "stops its reminders as a real one would (default no)."
         ),
     ] = None,
+    export_hour: Annotated[
+        int | None,
+        typer.Option(help="The nightly sheet's hour, in the shop's time zone (0-23)."),
+    ] = None,
+    export_to: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the nightly sheet goes: an absolute folder, or sheets:SPREADSHEET_ID. "
+            "An empty value stops it."
+        ),
+    ] = None,
+    export_format: Annotated[
+        str | None, typer.Option(help="The nightly sheet's format in a folder: csv or xlsx.")
+    ] = None,
 ) -> None:
-    """Change how the shop's reminders are sent and how long its data is kept; print the
-    shop. Sends held for want of a sender identity go out on the next pass once it is
-    complete."""
+    """Change how the shop's reminders are sent, how long its data is kept and where its
+    nightly sheet goes; print the shop. Sends held for want of a sender identity go out on
+    the next pass once it is complete."""
     from cartnudge.db.session import writing
     from cartnudge.durations import DurationError, parse_duration
     from cartnudge.shops.service import KEEP_OPTIONS, ShopError, describe, set_shop
@@ -194,6 +208,9 @@ def shop_set(
                 test_orders_close_carts=test_orders,
                 domains=domains,
                 cart_url=cart_url,
+                export_hour=export_hour,
+                export_to=export_to,
+                export_format=export_format,
             )
     except ShopError as exc:
         fail(str(exc))

@@ -45,6 +45,9 @@ class ShopRecord:
     paused_at: datetime | None = None  # sending paused by the owner since then
     paused_by: str | None = None
     paused_reason: str | None = None
+    export_hour: int | None = None  # the nightly sheet's hour, shop local (0-23)
+    export_to: str | None = None  # a folder, or sheets:<spreadsheet id>
+    export_format: str = "csv"
 
     @property
     def sender(self) -> str | None:
@@ -82,6 +85,9 @@ class ShopRecord:
             paused_at=row.paused_at,
             paused_by=row.paused_by,
             paused_reason=row.paused_reason,
+            export_hour=row.export_hour,
+            export_to=row.export_to,
+            export_format=row.export_format,
         )
 
 

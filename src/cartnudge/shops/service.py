@@ -27,6 +27,7 @@ DEFAULT_ORDER_MATCH_WINDOW = timedelta(days=7)
 MAX_ORDER_MATCH_WINDOW = timedelta(days=90)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+SHEET_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")  # a Google spreadsheet's id
 SHOPIFY_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 # Retention settings (``keep_*``): at least a day, so a dead letter can still be replayed
 # and a decision explained the next morning; at most ten years.
@@ -126,6 +127,9 @@ def set_shop(
     test_orders_close_carts: bool | None = None,
     domains: str | None = None,
     cart_url: str | None = None,
+    export_hour: int | None = None,
+    export_to: str | None = None,
+    export_format: str | None = None,
     actor: str = "owner:cli",
 ) -> ShopRecord:
     """Change how a shop's reminders are sent (who they come from, the postal address
@@ -133,8 +137,9 @@ def set_shop(
     (``keep``, by column name), whether test orders close carts, and where carts' return
     links may point (``domains``, a comma-separated list; ``cart_url``, the link used when
     a cart's own is refused; an empty value clears either). Only the given settings
-    change. Sends held for want of a
-    sender identity become due at once when it is complete."""
+    change. The nightly sheet's hour (shop local, 0-23), destination (an absolute folder,
+    or ``sheets:<spreadsheet id>``; empty to stop it) and format (csv or xlsx) likewise.
+    Sends held for want of a sender identity become due at once when it is complete."""
     repo = ShopRepository(conn)
     shop = repo.by_slug(slug)
     if shop is None:
@@ -143,13 +148,14 @@ def set_shop(
         **_identity(sender, postal_address, mail_url, locale),
         **_retention(keep or {}),
         **_links(shop, domains, cart_url),
+        **_nightly(export_hour, export_to, export_format),
     }
     if test_orders_close_carts is not None:
         changes["test_orders_close_carts"] = test_orders_close_carts
     if not changes:
         raise ShopError(
             "nothing to change: give --sender, --address, --mail, --locale, --domains, "
-            "--cart-url, --test-orders-close-carts or a --keep-… option"
+            "--cart-url, --test-orders-close-carts, an --export-… or a --keep-… option"
         )
     before = {k: getattr(shop, k) for k in changes}
     repo.update(shop.id, changes)
@@ -268,6 +274,34 @@ def _links(shop: ShopRecord, domains: str | None, cart_url: str | None) -> dict[
     return values
 
 
+def _nightly(hour: int | None, to: str | None, fmt: str | None) -> dict[str, Any]:
+    """The nightly sheet's settings given, validated."""
+    values: dict[str, Any] = {}
+    if hour is not None:
+        if not 0 <= hour <= 23:
+            raise ShopError(f"--export-hour: {hour} is not an hour of the day (0-23)")
+        values["export_hour"] = hour
+    if to is not None:
+        target = to.strip()
+        if not target:
+            values["export_to"] = None
+        elif target.startswith("sheets:"):
+            if not SHEET_ID.match(target.removeprefix("sheets:")):
+                raise ShopError(f"--export-to: {to!r} names no spreadsheet (sheets:<id>)")
+            values["export_to"] = target
+        elif _CONTROL.search(target) or not target.startswith("/"):
+            raise ShopError(
+                f"--export-to: {to!r} is neither an absolute folder nor sheets:<spreadsheet id>"
+            )
+        else:
+            values["export_to"] = target
+    if fmt is not None:
+        if fmt not in ("csv", "xlsx"):
+            raise ShopError(f"--export-format: {fmt!r} is not csv or xlsx")
+        values["export_format"] = fmt
+    return values
+
+
 def _retention(keep: dict[str, timedelta]) -> dict[str, int]:
     changes = {}
     for column, value in keep.items():
@@ -318,6 +352,11 @@ def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) ->
             "cart_url": shop.cart_url,
             "fallback": cart_url_of(shop),
         },
+        "nightly_sheet": (
+            {"hour": shop.export_hour, "to": shop.export_to, "format": shop.export_format}
+            if shop.export_hour is not None and shop.export_to
+            else None
+        ),
         "retention": {
             "raw_payloads": format_duration(timedelta(seconds=shop.keep_payloads_s)),
             "decision_inputs": format_duration(timedelta(seconds=shop.keep_decisions_s)),

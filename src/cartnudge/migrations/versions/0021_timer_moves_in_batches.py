@@ -1,7 +1,7 @@
 """a big shop's rules change moves its open carts' timers in batches
 
 Revision ID: 0021
-Revises: 0018
+Revises: 0020
 Create Date: 2026-12-08
 
 A rules change moved every open cart's timer in the change's own transaction, reading
@@ -18,7 +18,7 @@ from alembic import op
 import cartnudge.db.types
 
 revision: str = "0021"
-down_revision: str | None = "0018"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
