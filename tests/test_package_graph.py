@@ -48,6 +48,8 @@ ORDER: tuple[frozenset[str], ...] = tuple(
         {"tracking"},
         {"measurement"},
         {"privacy"},
+        # The owner's sheet: the day's carts as rows, for a file or a Google Sheet.
+        {"export"},
         {"dashboard"},
         # The composition roots and tools that put the stages together.
         {"app", "worker", "cli", "sim", "testing", "migrations"},

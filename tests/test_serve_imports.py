@@ -25,6 +25,10 @@ NEVER = (
     "pygments",
     "argon2",  # loaded at the first sign-in
     "playwright",
+    "googleapiclient",  # the owner's sheet, written by a nightly job, not by serve
+    "google.auth",
+    "google_auth_httplib2",
+    "httplib2",
 )
 
 
