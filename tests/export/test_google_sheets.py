@@ -158,6 +158,16 @@ def test_a_busy_api_is_asked_again(api: SheetsApi, key_file: Path, quick: None) 
     assert len(api.values(SPREADSHEET, DAY)) == 4
 
 
+def test_a_tab_added_but_not_acknowledged_is_not_added_twice(
+    api: SheetsApi, key_file: Path, quick: None
+) -> None:
+    api.fail_next(503, matching=":batchUpdate", after=True)  # added, the answer lost
+
+    assert write(api, key_file) == 3
+    assert api.tabs(SPREADSHEET) == ["Sheet1", DAY]
+    assert len(api.values(SPREADSHEET, DAY)) == 4
+
+
 def test_an_api_that_stays_down_is_a_sheet_error(
     api: SheetsApi, key_file: Path, quick: None
 ) -> None:

@@ -136,25 +136,35 @@ class _Run:
         self.doing = doing
         return request.execute(num_retries=RETRIES)
 
+    def tabs(self) -> Any:
+        return self.sheets.get(
+            spreadsheetId=self.spreadsheet_id,
+            fields="sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))",
+        )
+
     def fresh_tab(self) -> _Tab:
         """The day's tab, added, or emptied if an earlier run wrote it."""
-        found = self.call(
-            "reading its tabs",
-            self.sheets.get(
-                spreadsheetId=self.spreadsheet_id,
-                fields="sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))",
-            ),
-        )
+        found = self.call("reading its tabs", self.tabs())
         tab = _tab(found, self.title)
         if tab is None:
-            added = self.call(
-                f"adding the tab {self.title!r}",
-                self.sheets.batchUpdate(
-                    spreadsheetId=self.spreadsheet_id,
-                    body={"requests": [{"addSheet": {"properties": {"title": self.title}}}]},
-                ),
-            )
-            return _tab_of(added["replies"][0]["addSheet"]["properties"])
+            from googleapiclient.errors import HttpError
+
+            try:
+                added = self.call(
+                    f"adding the tab {self.title!r}",
+                    self.sheets.batchUpdate(
+                        spreadsheetId=self.spreadsheet_id,
+                        body={"requests": [{"addSheet": {"properties": {"title": self.title}}}]},
+                    ),
+                )
+                return _tab_of(added["replies"][0]["addSheet"]["properties"])
+            except HttpError as exc:
+                # A retry of an addSheet whose answer was lost finds the tab there already.
+                if exc.status_code != 400:
+                    raise
+                tab = _tab(self.call("reading its tabs again", self.tabs()), self.title)
+                if tab is None:
+                    raise
         self.call(
             f"clearing the tab {self.title!r}",
             self.sheets.values().clear(

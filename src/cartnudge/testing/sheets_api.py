@@ -90,6 +90,16 @@ class _Spreadsheet:
     tabs: list[_Tab]
 
 
+@dataclass(frozen=True)
+class _Fault:
+    status: int
+    matching: str
+    after: bool
+
+    def refusal(self) -> _Refusal:
+        return _google_error(self.status, f"The service answers {self.status} (a test fault).")
+
+
 class _Refusal(Exception):
     """An answer other than 200, with its JSON body."""
 
@@ -122,7 +132,7 @@ class SheetsApi:
         self._accounts: dict[str, rsa.RSAPublicKey] = {}
         self._tokens: dict[str, tuple[str, float]] = {}  # token: (account, expiry, epoch s)
         self._spreadsheets: dict[str, _Spreadsheet] = {}
-        self._faults: list[int] = []
+        self._faults: list[_Fault] = []
         self._calls: list[str] = []
         self._sheet_ids = itertools.count(1_000_001)
         self.tokens_issued = 0
@@ -179,12 +189,16 @@ class SheetsApi:
                 [_Tab(0, "Sheet1", NEW_TAB_ROWS, NEW_TAB_COLUMNS)],
             )
 
-    def fail_next(self, status: int, *, times: int = 1) -> None:
-        """Answer ``status`` (e.g. 503) to the next ``times`` Sheets calls, changing nothing."""
+    def fail_next(
+        self, status: int, *, times: int = 1, matching: str = "", after: bool = False
+    ) -> None:
+        """Answer ``status`` (e.g. 503) to the next ``times`` Sheets calls whose ``METHOD
+        path`` (as in ``calls``) contains ``matching``, changing nothing; or, ``after``,
+        once the call is carried out (an answer lost on its way back)."""
         if times < 1:
             raise ValueError("times must be at least 1")
         with self._lock:
-            self._faults.extend([status] * times)
+            self._faults.extend(_Fault(status, matching, after) for _ in range(times))
 
     # -- what happened --------------------------------------------------------------------
 
@@ -280,30 +294,40 @@ class SheetsApi:
     # -- Sheets v4 ------------------------------------------------------------------------
 
     def _sheets(self, method: str, url: SplitResult, authorization: str, body: bytes) -> Any:
+        call = f"{method} {unquote(url.path)}"
         with self._lock:
-            self._calls.append(f"{method} {unquote(url.path)}")
+            self._calls.append(call)
         account = self._account(authorization)
+        with self._lock:
+            fault = next((f for f in self._faults if f.matching in call), None)
+            if fault is not None:
+                self._faults.remove(fault)
+                if not fault.after:
+                    raise fault.refusal()
+            answer = self._dispatch(method, url, account, body)
+        if fault is not None:
+            raise fault.refusal()
+        return answer
+
+    def _dispatch(self, method: str, url: SplitResult, account: str, body: bytes) -> Any:
+        """The call's answer; run under the lock."""
         parts = url.path.removeprefix("/v4/spreadsheets/").split("/")
         query = parse_qs(url.query)
-        with self._lock:
-            if self._faults:
-                status = self._faults.pop(0)
-                raise _google_error(status, f"The service is answering {status} (a test fault).")
-            if len(parts) == 1:
-                spreadsheet_id, _, verb = unquote(parts[0]).partition(":")
-                spreadsheet = self._open(spreadsheet_id, account)
-                if method == "GET" and not verb:
-                    return self._get(spreadsheet)
-                if method == "POST" and verb == "batchUpdate":
-                    return self._batch_update(spreadsheet, _json(body))
-            elif len(parts) == 3 and parts[1] == "values":
-                spreadsheet = self._open(unquote(parts[0]), account)
-                # The range is percent-encoded, so a ":" left in the path is the verb's.
-                where, _, verb = parts[2].partition(":")
-                if method == "POST" and verb == "clear":
-                    return self._clear(spreadsheet, unquote(where))
-                if method == "PUT" and not verb:
-                    return self._update(spreadsheet, unquote(where), query, _json(body))
+        if len(parts) == 1:
+            spreadsheet_id, _, verb = unquote(parts[0]).partition(":")
+            spreadsheet = self._open(spreadsheet_id, account)
+            if method == "GET" and not verb:
+                return self._get(spreadsheet)
+            if method == "POST" and verb == "batchUpdate":
+                return self._batch_update(spreadsheet, _json(body))
+        elif len(parts) == 3 and parts[1] == "values":
+            spreadsheet = self._open(unquote(parts[0]), account)
+            # The range is percent-encoded, so a ":" left in the path is the verb's.
+            where, _, verb = parts[2].partition(":")
+            if method == "POST" and verb == "clear":
+                return self._clear(spreadsheet, unquote(where))
+            if method == "PUT" and not verb:
+                return self._update(spreadsheet, unquote(where), query, _json(body))
         raise _google_error(404, f"Method not found: {method} {url.path}")
 
     def _account(self, authorization: str) -> str:
