@@ -26,6 +26,10 @@ NEVER = (
     "argon2",  # loaded at the first sign-in
     "playwright",
     "openpyxl",  # loaded when a sheet is written as xlsx
+    "googleapiclient",  # the owner's sheet, written by a nightly job, not by serve
+    "google.auth",
+    "google_auth_httplib2",
+    "httplib2",
 )
 
 

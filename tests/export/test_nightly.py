@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 import threading
-import types
-from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,10 +20,13 @@ from cartnudge.export.nightly import NightlyConfig, due_day, run_nightly
 from cartnudge.export.repository import nightly_record
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.service import ShopError, set_shop
+from cartnudge.testing.sheets_api import SheetsApi, new_private_key, write_key_file
 from tests.conftest import KEY, T0, ShopFactory, wipe
 from tests.delivery.helpers import H, post
 
 CONFIG = NightlyConfig("http://testserver", KEY.encode())
+ACCOUNT = "nightly@tea-house.iam.gserviceaccount.com"
+SPREADSHEET = "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"
 DAY = date(2026, 3, 13)  # the day before T0, in New York
 
 
@@ -132,57 +132,36 @@ def test_bad_settings_are_refused_and_change_nothing(
     )
 
 
-def test_a_google_sheet_destination_goes_to_the_sheets_writer(
-    client: TestClient,
-    engine: Engine,
-    shop: ShopRecord,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_google_sheet_destination_is_written_through_the_sheets_api(
+    client: TestClient, engine: Engine, shop: ShopRecord, tmp_path: Path
 ) -> None:
     post(client, shop, cart_id="yesterday", occurred_at=T0 - 24 * H)
     with writing(engine) as conn:
-        shop = set_shop(conn, shop.slug, T0, export_hour=6, export_to="sheets:1AbC_d-9")
+        shop = set_shop(conn, shop.slug, T0, export_hour=6, export_to=f"sheets:{SPREADSHEET}")
     # Without credentials the run fails, says why, and tries again later.
     (failed,) = run_nightly(engine, T0, CONFIG)
     assert "CARTNUDGE_GOOGLE_CREDENTIALS_FILE is not set" in failed["error"]
 
-    calls: list[dict[str, Any]] = []
-
-    def write_sheet(
-        target: str,
-        title: str,
-        header: list[str],
-        rows: Iterable[list[object]],
-        *,
-        credentials_file: Path,
-        endpoint: str | None = None,
-    ) -> int:
-        got = list(rows)
-        calls.append(
-            {
-                "target": target,
-                "title": title,
-                "header": header,
-                "rows": got,
-                "credentials": credentials_file,
-                "endpoint": endpoint,
-            }
+    key = new_private_key()
+    with SheetsApi() as api:
+        api.add_service_account(ACCOUNT, key.public_key())
+        api.add_spreadsheet(SPREADSHEET, editors=[ACCOUNT])
+        key_file = write_key_file(
+            tmp_path / "key.json", email=ACCOUNT, private_key=key, token_uri=api.token_uri
         )
-        return len(got)
-
-    fake = types.ModuleType("cartnudge.export.google_sheets")
-    fake.write_sheet = write_sheet  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cartnudge.export.google_sheets", fake)
-    config = NightlyConfig(
-        "http://testserver", KEY.encode(), tmp_path / "key.json", "http://127.0.0.1:9"
-    )
-    (done,) = run_nightly(engine, T0 + H, config)
-    assert done == {"shop": shop.slug, "day": "2026-03-13", "rows": 1, "to": "sheets:1AbC_d-9"}
-    (call,) = calls
-    assert call["target"] == "sheets:1AbC_d-9" and call["title"] == f"{shop.name} carts 2026-03-13"
-    assert call["header"][0] == "cart" and len(call["rows"]) == 1
-    assert call["credentials"] == tmp_path / "key.json" and call["endpoint"] == "http://127.0.0.1:9"
-    assert run_nightly(engine, T0 + 2 * H, config) == []
+        config = NightlyConfig("http://testserver", KEY.encode(), key_file, api.endpoint)
+        (done,) = run_nightly(engine, T0 + H, config)
+        assert done == {
+            "shop": shop.slug,
+            "day": "2026-03-13",
+            "rows": 1,
+            "to": f"sheets:{SPREADSHEET}",
+        }
+        assert api.tabs(SPREADSHEET) == ["Sheet1", "2026-03-13"]
+        header, row = api.values(SPREADSHEET, "2026-03-13")
+        assert header[0] == "cart" and "yesterday" not in str(row)  # the cart number, not its key
+        assert any(str(cell).startswith("http://testserver/sheet/") for cell in row)
+        assert run_nightly(engine, T0 + 2 * H, config) == []  # the day is written once
 
 
 def test_workers_racing_on_postgresql_write_the_sheet_once(

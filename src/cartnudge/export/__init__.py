@@ -1,2 +1,2 @@
-"""The owner's sheet: a shop's carts as CSV or XLSX, with signed links back to the
-dashboard, on demand and every night."""
+"""The owner's sheet: a shop's carts as CSV or XLSX or in a Google Sheet, with signed links
+back to the dashboard, on demand and every night."""

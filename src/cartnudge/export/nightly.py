@@ -106,11 +106,11 @@ def write_day(
                 "the destination is a Google Sheet but CARTNUDGE_GOOGLE_CREDENTIALS_FILE is not set"
             )
         # Imported here: only a shop that writes to a Google Sheet needs its client.
-        from cartnudge.export.google_sheets import write_sheet  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        from cartnudge.export.google_sheets import write_sheet
 
-        written = write_sheet(
+        written = write_sheet(  # the day's own tab in the shop's spreadsheet
             shop.export_to,
-            f"{shop.name} carts {day.isoformat()}",
+            day.isoformat(),
             list(HEADER),
             rows,
             credentials_file=config.google_credentials,
