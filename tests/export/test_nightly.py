@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from tests.conftest import KEY, T0, ShopFactory, wipe
 from tests.delivery.helpers import H, post
 
 CONFIG = NightlyConfig("http://testserver", KEY.encode())
+S = timedelta(seconds=1)
 ACCOUNT = "nightly@tea-house.iam.gserviceaccount.com"
 SPREADSHEET = "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"
 DAY = date(2026, 3, 13)  # the day before T0, in New York
@@ -82,10 +83,14 @@ def test_a_failure_is_logged_kept_and_tried_again(
     shop = nightly(engine, shop, blocked / "sheets")
     (failed,) = run_nightly(engine, T0 + H, CONFIG)
     assert "FileExistsError" in failed["error"] or "NotADirectoryError" in failed["error"]
-    assert "nightly sheet of" in caplog.text and "tried again next run" in caplog.text
+    assert "nightly sheet of" in caplog.text and "tried again in 0:01:00" in caplog.text
     with reading(engine) as conn:
         first = nightly_record(conn, shop.id, DAY)
     assert first.done_at is None
+    assert run_nightly(engine, T0 + H + 30 * S, CONFIG) == []  # not before its wait is over
+    (again,) = run_nightly(engine, T0 + H + 60 * S, CONFIG)
+    assert "error" in again
+    assert run_nightly(engine, T0 + H + 170 * S, CONFIG) == []  # the second wait: 2 minutes
 
     blocked.unlink()
     (done,) = run_nightly(engine, T0 + 2 * H, CONFIG)
@@ -93,7 +98,7 @@ def test_a_failure_is_logged_kept_and_tried_again(
     assert (blocked / "sheets" / f"{shop.slug}-carts-2026-03-13.csv").exists()
     with reading(engine) as conn:
         record = nightly_record(conn, shop.id, DAY)
-    assert (record.attempts, record.error) == (2, None)
+    assert (record.attempts, record.error) == (3, None)
 
 
 def test_the_hour_is_the_shops_own(make_shop: ShopFactory, engine: Engine, tmp_path: Path) -> None:

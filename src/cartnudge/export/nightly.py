@@ -4,7 +4,8 @@ Google Sheet (``sheets:<spreadsheet id>``).
 
 The loops run it every ``NIGHTLY_INTERVAL_S``; any number of workers may. A (shop, day) is
 claimed with a row before it is written, so it is written by one of them only; a failure
-is logged, kept on the row, and tried again at the next run, never lost. Only the day just
+is logged, kept on the row, and tried again after a wait that doubles from a minute to an
+hour, never lost. Only the day just
 past is due: a day missed while no worker ran is not written afterwards (``cartnudge
 export`` writes any span on demand).
 """
@@ -30,6 +31,7 @@ from cartnudge.shops.repository import ShopRecord, ShopRepository
 log = logging.getLogger(__name__)
 
 NIGHTLY_INTERVAL_S = 60.0  # how often the loops look for a sheet that is due
+MAX_RETRY_WAIT = timedelta(hours=1)
 CLAIM_LEASE = timedelta(minutes=15)  # a worker that died holding a claim: retried after this
 SHEETS = "sheets:"  # a destination that names a Google Sheet, not a folder
 MAX_ERROR = 500  # characters of a failure kept on the claim
@@ -64,6 +66,12 @@ def due_day(shop: ShopRecord, now: datetime) -> date | None:
     return local.date() - timedelta(days=1)
 
 
+def retry_after(attempt: int) -> timedelta:
+    """The wait after a failed attempt: 1, 2, 4 … minutes, at most an hour, so a
+    destination that stays broken is not tried (and logged) every minute all day."""
+    return min(timedelta(minutes=2 ** (attempt - 1)), MAX_RETRY_WAIT)
+
+
 def run_nightly(engine: Engine, now: datetime, config: NightlyConfig) -> list[dict[str, Any]]:
     """Write every sheet that is due and not yet written; what was written or failed."""
     with reading(engine) as conn:
@@ -75,15 +83,19 @@ def run_nightly(engine: Engine, now: datetime, config: NightlyConfig) -> list[di
         if (shop.id, day) in done:
             continue
         with writing(engine, "nightly") as conn:
-            if not claim(conn, shop.id, day, now, now + CLAIM_LEASE):
-                continue  # another worker has it, or wrote it meanwhile
+            attempt = claim(conn, shop.id, day, now, now + CLAIM_LEASE)
+        if attempt is None:
+            continue  # written meanwhile, another worker has it, or a failure's wait is on
         try:
             rows, target = write_day(engine, shop, day, now, config)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
-            log.exception("nightly sheet of %s for %s failed; tried again next run", shop.slug, day)
+            wait = retry_after(attempt)
+            log.exception(
+                "nightly sheet of %s for %s failed; tried again in %s", shop.slug, day, wait
+            )
             with writing(engine, "nightly") as conn:
-                finish(conn, shop.id, day, now, error=error)
+                finish(conn, shop.id, day, now, error=error, retry_at=now + wait)
             results.append({"shop": shop.slug, "day": day.isoformat(), "error": error})
             continue
         with writing(engine, "nightly") as conn:

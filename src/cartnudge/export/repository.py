@@ -90,21 +90,22 @@ def done_days(conn: Connection, wanted: Sequence[tuple[int, date]]) -> set[tuple
     return done
 
 
-def claim(conn: Connection, shop_id: int, day: date, now: datetime, until: datetime) -> bool:
+def claim(conn: Connection, shop_id: int, day: date, now: datetime, until: datetime) -> int | None:
     """Take the (shop, day) sheet for this worker until ``until``: a new row, or one whose
-    earlier attempt failed or whose worker's claim lapsed. False when it is written, or
-    another worker holds it. One statement each way, so on PostgreSQL two workers can never
-    both take it (the primary key refuses the second insert; the update re-checks its
-    condition on the row the first one changed)."""
+    earlier attempt failed (and whose wait before the next has passed) or whose worker's
+    claim lapsed. Which attempt this is; None when it is written, or another worker holds
+    it, or a failed attempt's wait is not over. One statement each way, so on PostgreSQL
+    two workers can never both take it (the primary key refuses the second insert; the
+    update re-checks its condition on the row the first one changed)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     added = conn.execute(
         dialect.insert(nightly)
         .values(shop_id=shop_id, day=day, claimed_until=until, attempts=1)
         .on_conflict_do_nothing(index_elements=["shop_id", "day"])
-        .returning(nightly.c.shop_id)
+        .returning(nightly.c.attempts)
     ).first()
     if added is not None:
-        return True
+        return int(added.attempts)
     taken = conn.execute(
         update(nightly)
         .where(
@@ -114,9 +115,9 @@ def claim(conn: Connection, shop_id: int, day: date, now: datetime, until: datet
             or_(nightly.c.claimed_until.is_(None), nightly.c.claimed_until <= now),
         )
         .values(claimed_until=until, attempts=nightly.c.attempts + 1)
-        .returning(nightly.c.shop_id)
+        .returning(nightly.c.attempts)
     ).first()
-    return taken is not None
+    return None if taken is None else int(taken.attempts)
 
 
 def finish(
@@ -128,9 +129,11 @@ def finish(
     rows: int | None = None,
     target: str | None = None,
     error: str | None = None,
+    retry_at: datetime | None = None,
 ) -> None:
-    """Record the attempt: written (``error`` None) or failed, released for the next pass."""
-    values: dict[str, Any] = {"claimed_until": None, "error": error}
+    """Record the attempt: written (``error`` None), or failed and free to be tried again
+    from ``retry_at`` (a failed attempt holds its claim until then)."""
+    values: dict[str, Any] = {"claimed_until": retry_at, "error": error}
     if error is None:
         values.update(done_at=now, rows=rows, target=target)
     conn.execute(
