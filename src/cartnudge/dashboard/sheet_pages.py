@@ -10,7 +10,7 @@ altered answers 400, one past its time 410; neither changes anything.
 
 from __future__ import annotations
 
-import contextlib
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -116,7 +116,5 @@ def sheet_router(dash: Dashboard) -> APIRouter:
 
 
 def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
-    with contextlib.suppress(OSError):
-        path.parent.rmdir()
+    """The file and the folder made for it."""
+    shutil.rmtree(path.parent, ignore_errors=True)
