@@ -357,3 +357,26 @@ def test_a_session_ends_after_its_lifetime_and_expired_ones_are_removed(
     sign_in(client, "owner")
     with reading(engine) as conn:
         assert conn.scalar(select(func.count()).select_from(WebSession)) == 1
+
+
+def test_a_cart_page_offers_only_the_actions_that_would_change_it(
+    client: TestClient, shop: ShopRecord, engine: Engine
+) -> None:
+    post(client, shop, cart_id="c1")
+    post(client, shop, cart_id="anon", email=None)
+    first, anonymous = cart_ids(engine, shop)
+    user(engine, "owner", shops=[shop.slug])
+    sign_in(client, "owner")
+    page = client.get(f"/shops/{shop.slug}/carts/{first}").text
+    assert all(f'value="{a}"' in page for a in ("suppress", "write_off", "unsubscribe"))
+    assert 'value="unsubscribe"' not in client.get(f"/shops/{shop.slug}/carts/{anonymous}").text
+
+    csrf = csrf_of(client, f"/shops/{shop.slug}/carts")
+    client.post(
+        f"/shops/{shop.slug}/carts/act",
+        data={"action": "suppress", "cart": str(first), "confirmed": "yes", "csrf": csrf},
+    )
+
+    page = client.get(f"/shops/{shop.slug}/carts/{first}").text
+    assert 'value="suppress"' not in page and 'value="write_off"' not in page
+    assert 'value="unsubscribe"' in page  # the address may still be stopped for good

@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 
 from cartnudge.carts.actions import ActionError, stop_cart
 from cartnudge.carts.repository import CartRepository
+from cartnudge.carts.state import STATUS_RANK
 from cartnudge.db.audit import write_audit
 from cartnudge.db.models import CartStatus, ConsentKind
 from cartnudge.privacy.consent import stop
@@ -42,6 +43,15 @@ ACTIONS = {
         needs_reason=False,
     ),
 }
+
+
+def applies(action: str, status: str, has_address: bool) -> bool:
+    """Whether ``action`` can change a cart in ``status`` (the buttons a cart's page
+    offers): an owner's stop over a cart not yet stopped or bought, an unsubscribe for a
+    cart with an address."""
+    if action == "unsubscribe":
+        return has_address
+    return STATUS_RANK[CartStatus(status)] < STATUS_RANK[CartStatus.SUPPRESSED]
 
 
 @dataclass(frozen=True)

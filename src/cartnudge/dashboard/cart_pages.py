@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from cartnudge.carts.queries import CartFilter, not_reminded, page_of_carts, show_cart
-from cartnudge.dashboard.actions import ACTIONS, ActionRequest, act_on_carts
+from cartnudge.dashboard.actions import ACTIONS, ActionRequest, act_on_carts, applies
 from cartnudge.dashboard.timeline import Entry, timeline
 from cartnudge.dashboard.web import (
     MAX_FORM_FIELD,
@@ -208,7 +208,14 @@ def cart_router(dash: Dashboard) -> APIRouter:
                 "timeline": entries,
                 "reveal": request.query_params.get("reveal") == "address",
                 "why_not": not_reminded(view, shop.activated_at),
-                "actions": ACTIONS,
+                "actions": {
+                    name: action
+                    for name, action in ACTIONS.items()
+                    # an address the sender could use: one given, with no problem found
+                    if applies(
+                        name, view["status"], bool(view["email"]) and not view["address_problem"]
+                    )
+                },
                 "notice": _notice(request.query_params.get("done")),
             },
             viewer=viewer,
