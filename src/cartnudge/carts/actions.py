@@ -34,14 +34,15 @@ def stop_cart(
     *,
     reason: str | None,
     actor: str = "owner:cli",
+    shop_id: int | None = None,
 ) -> dict[str, Any]:
-    """Suppress or write off a cart. Returns what changed (status before and after, and
-    the sends cancelled)."""
+    """Suppress or write off a cart (of ``shop_id``, when given). Returns what changed
+    (status before and after, and the sends cancelled)."""
     assert status in OWNER_STOPS
     repo = CartRepository(conn)
-    row = repo.get(None, cart_id)
+    row = repo.get(shop_id, cart_id)
     if row is None:
-        raise ActionError(f"no cart {cart_id}")
+        raise ActionError(f"no cart {cart_id}" + (" in this shop" if shop_id else ""))
     current = CartStatus(row.status)
     if current == status:
         raise ActionError(f"cart {cart_id} is already {status.value}")

@@ -144,6 +144,19 @@ def _recent(
     return [view(row) for row in conn.execute(stmt)]
 
 
+def carts_of(conn: Connection, shop_id: int, cart_ids: list[int]) -> list[dict[str, Any]]:
+    """The shop's carts among ``cart_ids`` (another shop's are left out), by id, in one
+    query: what a confirmation page lists."""
+    if not cart_ids:
+        return []
+    stmt = (
+        select(carts)
+        .where(carts.c.shop_id == shop_id, carts.c.id.in_(sorted(set(cart_ids))))
+        .order_by(carts.c.id)
+    )
+    return [cart_view(row) for row in conn.execute(stmt)]
+
+
 def show_cart(conn: Connection, cart_id: int, *, payloads: bool = False) -> dict[str, Any] | None:
     """One cart with its keys, events, sends and audit; ``payloads`` adds each event's raw
     body while it is kept (for a shopper's data export)."""

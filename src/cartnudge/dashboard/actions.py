@@ -74,18 +74,25 @@ def act_on_carts(
     repo = CartRepository(conn)
     done, skipped = 0, []
     for cart_id in asked.cart_ids:
-        row = repo.get(shop_id, cart_id)
-        if row is None:
-            skipped.append(f"no cart {cart_id} in this shop")
-            continue
         try:
             if asked.action == "unsubscribe":
+                row = repo.get(shop_id, cart_id)
+                if row is None:
+                    raise ActionError(f"no cart {cart_id} in this shop")
                 _unsubscribe(conn, row, asked, now)
             else:
                 status = (
                     CartStatus.SUPPRESSED if asked.action == "suppress" else CartStatus.WRITTEN_OFF
                 )
-                stop_cart(conn, cart_id, status, now, reason=asked.reason, actor=asked.actor)
+                stop_cart(
+                    conn,
+                    cart_id,
+                    status,
+                    now,
+                    reason=asked.reason,
+                    actor=asked.actor,
+                    shop_id=shop_id,
+                )
         except ActionError as exc:
             skipped.append(str(exc))
             continue

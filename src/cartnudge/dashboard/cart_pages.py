@@ -14,7 +14,13 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from cartnudge.carts.queries import CartFilter, not_reminded, page_of_carts, show_cart
+from cartnudge.carts.queries import (
+    CartFilter,
+    carts_of,
+    not_reminded,
+    page_of_carts,
+    show_cart,
+)
 from cartnudge.dashboard.actions import ACTIONS, ActionRequest, act_on_carts, applies
 from cartnudge.dashboard.timeline import Entry, timeline
 from cartnudge.dashboard.web import (
@@ -244,11 +250,8 @@ def action_router(dash: Dashboard) -> APIRouter:
         if confirmed and ACTIONS[action].needs_reason and not reason:
             confirmed, error = False, "a reason is needed: it is kept with the change"
         if not confirmed:
-            found = await run_in_threadpool(
-                dash.read, lambda conn: [show_cart(conn, i) for i in ids]
-            )
-            chosen = [c for c in found if c is not None and c["shop_id"] == shop.id]
-            if len(chosen) != len(ids):
+            chosen = await run_in_threadpool(dash.read, lambda conn: carts_of(conn, shop.id, ids))
+            if len(chosen) != len(set(ids)):
                 raise not_found()
             return dash.render(
                 "confirm.html",

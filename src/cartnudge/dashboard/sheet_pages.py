@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from cartnudge.carts.queries import show_cart
+from cartnudge.carts.queries import carts_of
 from cartnudge.dashboard.actions import ACTIONS
 from cartnudge.dashboard.web import MAX_FORM_FIELD, Dashboard, PageError, not_found
 from cartnudge.export.files import FORMATS, MEDIA_TYPES, SheetFileError, write_file
@@ -90,13 +90,17 @@ def sheet_router(dash: Dashboard) -> APIRouter:
             raise PageError(
                 EXPIRED if exc.expired else ALTERED, f"{str(exc).capitalize()}."
             ) from None
-        shop, cart = dash.read(
-            lambda conn: (ShopRepository(conn).by_id(link.shop_id), show_cart(conn, link.cart_id))
+        if not viewer.sees(link.shop_id):
+            raise not_found()
+        shop, carts = dash.read(
+            lambda conn: (
+                ShopRepository(conn).by_id(link.shop_id),
+                carts_of(conn, link.shop_id, [link.cart_id]),
+            )
         )
-        if shop is None or not viewer.sees(shop.id):
+        if shop is None or not carts:
             raise not_found()
-        if cart is None or cart["shop_id"] != shop.id:
-            raise not_found()
+        (cart,) = carts
         return dash.render(
             "confirm.html",
             {
