@@ -71,6 +71,16 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def sign_in_admin(page: Any, base: str, target: str | None = None) -> None:
+    """Signed in as the admin: at ``target``, asked for sign-in on the way, or at once."""
+    page.goto(f"{base}{target or '/signin'}")
+    page.fill("#login", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("form[action='/signin'] button")
+    if target:
+        page.wait_for_url(f"{base}{target}")
+
+
 def admin_password(env: dict[str, str]) -> None:
     done = subprocess.run(
         [*cli_command(), "user", "passwd", "admin", "--password-stdin"],
@@ -176,10 +186,7 @@ def test_pause_the_shop_and_nothing_goes_until_it_resumes(
     env, base = served
     admin_password(env)
     slug = shop_with_carts(env, base, ["one@example.com"])
-    page.goto(f"{base}/signin")
-    page.fill("#login", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("form[action='/signin'] button")
+    sign_in_admin(page, base)
     page.goto(f"{base}/shops/{slug}/carts")
     page.fill("input[name=reason]", "checking the copy")
     page.click("text=Pause all sending")
@@ -207,10 +214,7 @@ def test_pause_the_shop_and_nothing_goes_until_it_resumes(
 def test_add_a_shop_and_send_its_test_event(served: tuple[dict[str, str], str], page: Any) -> None:
     env, base = served
     admin_password(env)
-    page.goto(f"{base}/signin")
-    page.fill("#login", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("form[action='/signin'] button")
+    sign_in_admin(page, base)
     page.click("text=Add a shop")
     page.fill("#slug", "tea-house")
     page.fill("#name", "Tea House")
@@ -236,22 +240,11 @@ def test_today_shows_the_days_figures(served: tuple[dict[str, str], str], page: 
     env, base = served
     admin_password(env)
     slug = shop_with_carts(env, base, ["one@example.com", "two@example.com"])
-    page.goto(f"{base}/shops/{slug}/today")
-    page.fill("#login", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("form[action='/signin'] button")
-    page.wait_for_url(f"{base}/shops/{slug}/today")
+    sign_in_admin(page, base, f"/shops/{slug}/today")
     shot(page, "07-today")
     seen = page.locator("table.figures tr", has_text="Carts seen").inner_text()
     assert seen.split()[-3:] == ["2", "2", "2"]
     assert page.locator("svg[role=img]").count() == 1
-
-
-def sign_in_admin(page: Any, base: str) -> None:
-    page.goto(f"{base}/signin")
-    page.fill("#login", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("form[action='/signin'] button")
 
 
 def test_edit_the_rules_see_the_error_dry_run_save_and_roll_back(
@@ -327,11 +320,7 @@ def test_open_a_reminder_from_its_cart_and_read_it_as_the_shopper_saw_it(
     noon = (datetime.now(UTC) + timedelta(days=1)).replace(hour=12, minute=0, second=0)
     sent = cli(env, "tick", "--now", noon.isoformat())
     assert json.loads(sent.stdout)["sender"]["sent"] == 1
-    page.goto(f"{base}/shops/{slug}/carts")
-    page.fill("#login", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("form[action='/signin'] button")
-    page.wait_for_url(f"{base}/shops/{slug}/carts")
+    sign_in_admin(page, base, f"/shops/{slug}/carts")
     page.click("tbody a")
     page.click(".timeline a.email-link")
     page.wait_for_selector("iframe.email-html")

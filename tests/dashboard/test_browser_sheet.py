@@ -11,13 +11,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tests.dashboard.test_browser import (  # noqa: F401 (fixtures)
-    PASSWORD,
     admin_password,
     browser,
     page,
     served,
     shop_with_carts,
     shot,
+    sign_in_admin,
 )
 
 
@@ -29,11 +29,7 @@ def test_export_a_csv_from_the_carts_page_and_open_a_rows_link(
     env, base = served
     admin_password(env)
     slug = shop_with_carts(env, base, ["anna@example.com"])
-    page.goto(f"{base}/shops/{slug}/carts")
-    page.fill("#login", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("form[action='/signin'] button")
-    page.wait_for_url(f"{base}/shops/{slug}/carts")
+    sign_in_admin(page, base, f"/shops/{slug}/carts")
     cart_id = page.inner_text("tbody a").lstrip("#")
 
     today = datetime.now(ZoneInfo("Europe/London")).date().isoformat()

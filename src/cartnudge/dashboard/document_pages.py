@@ -7,6 +7,8 @@ with what changed, and rollback. Saving and rolling back are the CLI's use cases
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -36,6 +38,7 @@ from cartnudge.messages.service import VOICE
 from cartnudge.messages.voice import VARIANTS, Voice
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.shops.versioned import (
+    Current,
     DocumentKind,
     DocumentVersionError,
     current_documents,
@@ -67,63 +70,86 @@ def document_router(dash: Dashboard) -> APIRouter:
 def _rules_routes(router: APIRouter, dash: Dashboard) -> None:
     @router.get("/shops/{slug}/rules")
     def rules_page(request: Request, slug: str) -> Response:
-        viewer = dash.require(request)
-        shop = dash.shop(viewer, slug)
-        current = dash.read(lambda conn: current_documents(conn, RULES, [shop.id])[shop.id])
+        viewer, shop, current = _current(dash, request, slug, RULES)
         values = rules_values(current.value)
         return _rules(dash, request, viewer, shop, Filled(values), current.version)
 
     @router.post("/shops/{slug}/rules")
     async def rules_post(request: Request, slug: str) -> Response:
-        form, viewer, shop = await dash.posted(request, slug)
-        filled = fill_rules(_texts(form, rules_field_names(_all_texts(form))))
-        action = field(form, "action")
-        if action not in ("dry_run", "save"):
-            raise PageError(400, "action: dry_run or save")
-        current = await run_in_threadpool(
-            dash.read, lambda conn: current_documents(conn, RULES, [shop.id])[shop.id]
-        )
+        asked = await _posted(dash, request, slug, RULES, "dry_run")
+        filled = fill_rules(_texts(asked.form, rules_field_names(_all_texts(asked.form))))
+        page = partial(_rules, dash, request, asked.viewer, asked.shop, filled, asked.version)
         if not filled.valid:
-            return _rules(dash, request, viewer, shop, filled, current.version, status=400)
-        if action == "dry_run":
+            return page(status=400)
+        if asked.action == "dry_run":
+            current: Rules = asked.current.value
             proposed: Rules = filled.value
             run = await run_in_threadpool(
                 dash.read,
                 lambda conn: dry_run(
-                    conn, shop.id, shop.timezone, current.value, proposed, dash.clock()
+                    conn, asked.shop.id, asked.shop.timezone, current, proposed, dash.clock()
                 ),
             )
-            return _rules(dash, request, viewer, shop, filled, current.version, run=run)
-        assert filled.text is not None
-        return await _save(dash, RULES, viewer, shop, filled.text, field(form, "note"))
+            return page(run=run)
+        return await _save(dash, RULES, asked, filled)
 
 
 def _voice_routes(router: APIRouter, dash: Dashboard) -> None:
     @router.get("/shops/{slug}/voice")
     def voice_page(request: Request, slug: str) -> Response:
-        viewer = dash.require(request)
-        shop = dash.shop(viewer, slug)
-        current = dash.read(lambda conn: current_documents(conn, VOICE, [shop.id])[shop.id])
+        viewer, shop, current = _current(dash, request, slug, VOICE)
         filled = Filled(voice_values(current.body))
         return _voice(dash, request, viewer, shop, filled, current.version)
 
     @router.post("/shops/{slug}/voice")
     async def voice_post(request: Request, slug: str) -> Response:
-        form, viewer, shop = await dash.posted(request, slug)
-        filled = fill_voice(_texts(form, VOICE_FIELDS))
-        action = field(form, "action")
-        if action not in ("preview", "save"):
-            raise PageError(400, "action: preview or save")
-        current = await run_in_threadpool(
-            dash.read, lambda conn: current_documents(conn, VOICE, [shop.id])[shop.id]
-        )
+        asked = await _posted(dash, request, slug, VOICE, "preview")
+        filled = fill_voice(_texts(asked.form, VOICE_FIELDS))
+        page = partial(_voice, dash, request, asked.viewer, asked.shop, filled, asked.version)
         if not filled.valid:
-            return _voice(dash, request, viewer, shop, filled, current.version, status=400)
-        if action == "preview":
-            preview = await run_in_threadpool(_preview, dash, shop, filled.value, form)
-            return _voice(dash, request, viewer, shop, filled, current.version, preview=preview)
-        assert filled.text is not None
-        return await _save(dash, VOICE, viewer, shop, filled.text, field(form, "note"))
+            return page(status=400)
+        if asked.action == "preview":
+            preview = await run_in_threadpool(_preview, dash, asked.shop, filled.value, asked.form)
+            return page(preview=preview)
+        return await _save(dash, VOICE, asked, filled)
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A posted editor form, checked: who, which shop, which button, and the version in
+    force."""
+
+    form: FormData
+    viewer: Viewer
+    shop: ShopRecord
+    action: str
+    current: Current[Any]
+
+    @property
+    def version(self) -> int:
+        return self.current.version
+
+
+def _current(
+    dash: Dashboard, request: Request, slug: str, kind: DocumentKind[Any]
+) -> tuple[Viewer, ShopRecord, Current[Any]]:
+    viewer = dash.require(request)
+    shop = dash.shop(viewer, slug)
+    return viewer, shop, dash.read(lambda conn: current_documents(conn, kind, [shop.id])[shop.id])
+
+
+async def _posted(
+    dash: Dashboard, request: Request, slug: str, kind: DocumentKind[Any], trial: str
+) -> _Asked:
+    """An editor's form, with the button pressed: ``trial`` (changes nothing) or save."""
+    form, viewer, shop = await dash.posted(request, slug)
+    action = field(form, "action")
+    if action not in (trial, "save"):
+        raise PageError(400, f"action: {trial} or save")
+    current = await run_in_threadpool(
+        dash.read, lambda conn: current_documents(conn, kind, [shop.id])[shop.id]
+    )
+    return _Asked(form, viewer, shop, action, current)
 
 
 def _history_routes(router: APIRouter, dash: Dashboard) -> None:
@@ -185,23 +211,21 @@ def _history_routes(router: APIRouter, dash: Dashboard) -> None:
 
 
 async def _save(
-    dash: Dashboard,
-    kind: DocumentKind[Any],
-    viewer: Viewer,
-    shop: ShopRecord,
-    text: str,
-    note: str | None,
+    dash: Dashboard, kind: DocumentKind[Any], asked: _Asked, filled: Filled
 ) -> Response:
+    assert filled.text is not None
+    text, note = filled.text, field(asked.form, "note") or None
+
     def store() -> bool:
         with writing(dash.engine, "dashboard") as conn:
             _, changed = set_document(
-                conn, kind, shop, text, dash.clock(), actor=_actor(viewer), note=note or None
+                conn, kind, asked.shop, text, dash.clock(), actor=_actor(asked.viewer), note=note
             )
         return changed
 
     changed = await run_in_threadpool(store)
     done = "saved" if changed else "unchanged"
-    return RedirectResponse(f"/shops/{shop.slug}/{kind.name}?done={done}", status_code=303)
+    return RedirectResponse(f"/shops/{asked.shop.slug}/{kind.name}?done={done}", status_code=303)
 
 
 def _actor(viewer: Viewer) -> str:

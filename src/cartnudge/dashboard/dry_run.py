@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 from cartnudge.db.models import Cart, CartStatus
 from cartnudge.delivery.policy import next_allowed
 from cartnudge.timing.policy import CartClock, major_units, next_due
+from cartnudge.timing.repository import CLOCK_COLUMNS
 from cartnudge.timing.rules import Rules
 
 carts = Cart
@@ -97,17 +98,7 @@ def dry_run(
     """Both rules' plans for the shop's ``limit`` most recently active open carts that
     the waiter is watching (one range of the index on shop, status and activity)."""
     rows = conn.execute(
-        select(
-            carts.c.id,
-            carts.c.status,
-            carts.c.last_activity_at,
-            carts.c.total_minor,
-            carts.c.currency,
-            carts.c.reminders_sent,
-            carts.c.last_reminder_at,
-            carts.c.email_key,
-            carts.c.timezone,
-        )
+        select(*CLOCK_COLUMNS, carts.c.timezone)
         .where(
             carts.c.shop_id == shop_id,
             carts.c.status == CartStatus.OPEN.value,

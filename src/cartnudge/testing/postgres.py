@@ -16,7 +16,8 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
+
+from cartnudge.testing.started import Started
 
 START_TIMEOUT_S = 60
 
@@ -41,7 +42,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class PostgresServer:
+class PostgresServer(Started):
     """A private cluster in a temporary folder, listening on 127.0.0.1:<port>."""
 
     def __init__(self, *, durable: bool = False, port: int | None = None) -> None:
@@ -146,14 +147,3 @@ class PostgresServer:
                 run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         finally:
             admin.dispose()
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -23,13 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeAlias, cast
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from cartnudge.testing.started import Started
 
 SCOPE = "https://www.googleapis.com/auth/spreadsheets"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -120,7 +121,7 @@ def _oauth_error(error: str, description: str) -> _Refusal:
     return _Refusal(400, {"error": error, "error_description": description})
 
 
-class SheetsApi:
+class SheetsApi(Started):
     """The token endpoint (``token_uri``) and Sheets v4 (``endpoint``) on 127.0.0.1 and a
     free port. Register service accounts (``add_service_account``) and spreadsheets with
     their editors (``add_spreadsheet``); read the tabs back with ``tabs`` and ``values``.
@@ -159,17 +160,6 @@ class SheetsApi:
         self._server.server_close()
         self._thread.join(STOP_TIMEOUT_S)
         self._thread = None
-
-    def __enter__(self) -> SheetsApi:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- set up ---------------------------------------------------------------------------
 

@@ -16,13 +16,13 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from cartnudge.testing.postgres import free_port
+from cartnudge.testing.started import Started
 
 Stage = Literal["mail", "rcpt", "data", "end"]
 """Where a fault strikes: the reply to MAIL FROM, to RCPT TO, to DATA (instead of 354), or
@@ -50,7 +50,7 @@ class _Fault:
     remaining: int
 
 
-class SmtpSink:
+class SmtpSink(Started):
     """An SMTP server on 127.0.0.1 and a free port, recording every email it accepts.
 
     ``tls_context`` offers STARTTLS (``require_starttls`` refuses mail without it), or, with
@@ -126,17 +126,6 @@ class SmtpSink:
             self._run(self._disconnect_all(None, grace_s=0))
         finally:
             self._controller.stop()
-
-    def __enter__(self) -> SmtpSink:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what happened --------------------------------------------------------------------
 

@@ -19,19 +19,21 @@ sends = Send
 # transaction and other workers skip them (SKIP LOCKED); a worker that dies mid-batch
 # loses its connection, its transaction rolls back and the carts are due again at once.
 # On SQLite the writing transaction holds the only write lock, so one worker claims.
+# What the waiter's move for a cart depends on (``timing.policy.CartClock.from_row``).
+CLOCK_COLUMNS = (
+    carts.c.id,
+    carts.c.shop_id,
+    carts.c.status,
+    carts.c.last_activity_at,
+    carts.c.total_minor,
+    carts.c.currency,
+    carts.c.reminders_sent,
+    carts.c.last_reminder_at,
+    carts.c.next_wake_at,
+    carts.c.email_key,
+)
 _DUE = (
-    select(
-        carts.c.id,
-        carts.c.shop_id,
-        carts.c.status,
-        carts.c.last_activity_at,
-        carts.c.total_minor,
-        carts.c.currency,
-        carts.c.reminders_sent,
-        carts.c.last_reminder_at,
-        carts.c.next_wake_at,
-        carts.c.email_key,
-    )
+    select(*CLOCK_COLUMNS)
     .where(carts.c.next_wake_at <= bindparam("now", type_=UtcDateTime()))
     .order_by(carts.c.next_wake_at)
     .limit(bindparam("limit"))
@@ -42,7 +44,7 @@ _DUE = (
 # activity): each batch one range of it, never a sort of the shop's open carts. A cart
 # active again meanwhile moves ahead of the cursor, and is met again; no cart is missed.
 _OPEN_TIMED = (
-    select(*_DUE.selected_columns)
+    select(*CLOCK_COLUMNS)
     .where(
         carts.c.shop_id == bindparam("shop_id"),
         carts.c.status == CartStatus.OPEN.value,
