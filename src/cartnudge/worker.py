@@ -1,5 +1,5 @@
 """The loops behind the web app: the waiter and the sender, one pass after another, and
-the privacy run every few minutes.
+the privacy run and the tally of Today's closed days every few minutes.
 
 ``cartnudge serve`` runs them in a process of their own next to the web app (``main``
 below, see ``cartnudge.children``); ``cartnudge worker`` runs only them, as many
@@ -23,6 +23,7 @@ from cartnudge.clock import system_clock
 from cartnudge.config import Settings
 from cartnudge.db.turns import turn_size_for
 from cartnudge.delivery.sender import Links, Providers, send_due
+from cartnudge.measurement.tally import FULL_TALLY_INTERVAL_S, TALLY_INTERVAL_S, tally_shops
 from cartnudge.privacy.worker import PRIVACY_INTERVAL_S, files_of, run_privacy
 from cartnudge.timing.waiter import wake_due
 
@@ -34,10 +35,15 @@ ERROR_BACKOFF_S = 5.0  # after an unexpected error (the database away), before t
 
 class Loops:
     def __init__(
-        self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = system_clock
+        self,
+        engine: Engine,
+        settings: Settings,
+        clock: Callable[[], datetime] = system_clock,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.clock = clock
+        self.monotonic = monotonic  # what schedules the privacy run and the tally
         self.providers = Providers(settings.resolved_outbox_dir)
         self.links = Links(settings.public_url, settings.signing_key)
         self.privacy_files = files_of(settings)
@@ -45,6 +51,9 @@ class Loops:
         self.waiter_turns = turn_size_for(engine)
         self.sender_turns = turn_size_for(engine)
         self._privacy_due = 0.0  # monotonic time of the next privacy run; the first is at once
+        # Of the next tally pass, and of the next that tallies every closed day again.
+        self._tally_due = 0.0
+        self._full_tally_due = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,9 +67,21 @@ class Loops:
 
     def run_privacy_if_due(self) -> None:
         """Answer data requests and apply retention, every ``PRIVACY_INTERVAL_S``."""
-        if time.monotonic() >= self._privacy_due:
-            self._privacy_due = time.monotonic() + PRIVACY_INTERVAL_S
+        if self.monotonic() >= self._privacy_due:
+            self._privacy_due = self.monotonic() + PRIVACY_INTERVAL_S
             run_privacy(self.engine, self.clock(), self.privacy_files)
+
+    def run_tally_if_due(self) -> None:
+        """Tally Today's closed days: the missing and the last two every
+        ``TALLY_INTERVAL_S``, all of the last month every ``FULL_TALLY_INTERVAL_S``."""
+        now = self.monotonic()
+        if now < self._tally_due:
+            return
+        everything = now >= self._full_tally_due
+        self._tally_due = now + TALLY_INTERVAL_S
+        if everything:
+            self._full_tally_due = now + FULL_TALLY_INTERVAL_S
+        tally_shops(self.engine, self.clock(), everything=everything)
 
     def run(self) -> None:
         """Pass after pass until ``stop``; an error is logged and retried, never fatal."""
@@ -69,6 +90,7 @@ class Loops:
                 try:
                     self.run_once()
                     self.run_privacy_if_due()
+                    self.run_tally_if_due()
                 except Exception:
                     log.exception("waiter/sender pass failed; trying again shortly")
                     self._stop.wait(ERROR_BACKOFF_S)
