@@ -103,9 +103,10 @@ def day_start(day: date, zone: ZoneInfo) -> datetime:
 def count(
     conn: Connection, shop_id: int, starts: Sequence[datetime], until: datetime | None
 ) -> list[Figures]:
-    """The figures of each stretch ``[start, until)`` (no end when ``until`` is None), one
-    query per kind of figure for all the stretches at once: each reads the range of the
-    earliest start on an index led by the shop, and counts each stretch conditionally."""
+    """The figures of each stretch ``[start, until)`` (no end when ``until`` is None), each
+    on an index led by the shop: one count per stretch for the carts, and for the fewer
+    sends and orders one query for all the stretches, reading the range of the earliest
+    start and counting each stretch conditionally."""
     lo = min(starts)
 
     def within(column: Any) -> list[ColumnElement[bool]]:
@@ -117,11 +118,20 @@ def count(
     def each(column: Any, value: Any = 1) -> list[Any]:
         return [func.coalesce(func.sum(case((column >= s, value), else_=0)), 0) for s in starts]
 
-    seen = conn.execute(
-        select(*each(carts.c.first_activity_at)).where(
-            carts.c.shop_id == shop_id, *within(carts.c.first_activity_at)
+    # Carts are the many rows: one plain count per stretch reads fewer bytes than one
+    # conditional sum for all (with a million carts, the day and the 24 hours cost 3.3
+    # against 6.4 ms on SQLite, 11 against 17 ms on PostgreSQL; bench/README.md).
+    seen = [
+        conn.scalar(
+            select(func.count()).where(
+                carts.c.shop_id == shop_id,
+                carts.c.first_activity_at >= start,
+                *([carts.c.first_activity_at < until] if until is not None else []),
+            )
         )
-    ).one()
+        or 0
+        for start in starts
+    ]
 
     earlier = sends.alias("earlier")
     first_reminder = ~(
