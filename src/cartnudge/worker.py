@@ -1,5 +1,6 @@
 """The loops behind the web app: the waiter and the sender, one pass after another, and
-the privacy run every few minutes, the nightly sheets when they are due.
+the privacy run, the tally of Today's closed days and the nightly sheets, each when
+it is due.
 
 ``cartnudge serve`` runs them in a process of their own next to the web app (``main``
 below, see ``cartnudge.children``); ``cartnudge worker`` runs only them, as many
@@ -14,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +26,7 @@ from cartnudge.config import Settings
 from cartnudge.db.turns import turn_size_for
 from cartnudge.delivery.sender import Links, Providers, send_due
 from cartnudge.export.nightly import NIGHTLY_INTERVAL_S, NightlyConfig, run_nightly
+from cartnudge.measurement.tally import FULL_TALLY_INTERVAL_S, TALLY_INTERVAL_S, tally_shops
 from cartnudge.privacy.worker import PRIVACY_INTERVAL_S, files_of, run_privacy
 from cartnudge.timing.service import move_timers
 from cartnudge.timing.waiter import wake_due
@@ -34,21 +37,44 @@ POLL_INTERVAL_S = 1.0  # how soon a due cart or send is acted on when the loops 
 ERROR_BACKOFF_S = 5.0  # after an unexpected error (the database away), before trying again
 
 
+@dataclass
+class Every:
+    """A job's schedule: due at once, then every ``interval_s`` (monotonic seconds)."""
+
+    interval_s: float
+    next_at: float = 0.0
+
+    def due(self, now: float) -> bool:
+        """Whether the job is due at ``now``; if so, its next time is set from now."""
+        if now < self.next_at:
+            return False
+        self.next_at = now + self.interval_s
+        return True
+
+
 class Loops:
     def __init__(
-        self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = system_clock
+        self,
+        engine: Engine,
+        settings: Settings,
+        clock: Callable[[], datetime] = system_clock,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.clock = clock
+        self.monotonic = monotonic  # what schedules the privacy run and the tally
         self.providers = Providers(settings.resolved_outbox_dir)
         self.links = Links(settings.public_url, settings.signing_key)
         self.privacy_files = files_of(settings)
         # Each loop keeps what it learnt of its turn's size from one pass to the next.
         self.waiter_turns = turn_size_for(engine)
         self.sender_turns = turn_size_for(engine)
-        self._privacy_due = 0.0  # monotonic time of the next privacy run; the first is at once
         self.nightly = NightlyConfig.of(settings)
-        self._nightly_due = 0.0  # monotonic time of the next look for a nightly sheet
+        # The jobs beside the two loops, each first run at once.
+        self._privacy = Every(PRIVACY_INTERVAL_S)
+        self._nightly = Every(NIGHTLY_INTERVAL_S)
+        self._tally = Every(TALLY_INTERVAL_S)
+        self._full_tally = Every(FULL_TALLY_INTERVAL_S)  # every closed day tallied again
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -64,15 +90,34 @@ class Loops:
 
     def run_privacy_if_due(self) -> None:
         """Answer data requests and apply retention, every ``PRIVACY_INTERVAL_S``."""
-        if time.monotonic() >= self._privacy_due:
-            self._privacy_due = time.monotonic() + PRIVACY_INTERVAL_S
+        if self._privacy.due(self.monotonic()):
             run_privacy(self.engine, self.clock(), self.privacy_files)
 
     def run_nightly_if_due(self) -> None:
         """Write the nightly sheets that are due, every ``NIGHTLY_INTERVAL_S``."""
-        if time.monotonic() >= self._nightly_due:
-            self._nightly_due = time.monotonic() + NIGHTLY_INTERVAL_S
+        if self._nightly.due(self.monotonic()):
             run_nightly(self.engine, self.clock(), self.nightly)
+
+    def run_tally_if_due(self) -> None:
+        """Tally Today's closed days: the missing and the last two every
+        ``TALLY_INTERVAL_S``, all of the last month every ``FULL_TALLY_INTERVAL_S``."""
+        now = self.monotonic()
+        if self._tally.due(now):
+            tally_shops(self.engine, self.clock(), everything=self._full_tally.due(now))
+
+    def run_jobs_if_due(self) -> None:
+        """The jobs beside the loops, each on its own: one that fails is logged under its
+        name and tried at its next time, and keeps neither the others nor the reminders
+        waiting."""
+        for name, job in (
+            ("privacy run", self.run_privacy_if_due),
+            ("tally of closed days", self.run_tally_if_due),
+            ("nightly sheets", self.run_nightly_if_due),
+        ):
+            try:
+                job()
+            except Exception:
+                log.exception("%s failed; tried again at its next time", name)
 
     def run(self) -> None:
         """Pass after pass until ``stop``; an error is logged and retried, never fatal."""
@@ -80,8 +125,7 @@ class Loops:
             while not self._stop.is_set():
                 try:
                     self.run_once()
-                    self.run_privacy_if_due()
-                    self.run_nightly_if_due()
+                    self.run_jobs_if_due()
                 except Exception:
                     log.exception("waiter/sender pass failed; trying again shortly")
                     self._stop.wait(ERROR_BACKOFF_S)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from cartnudge.clock import FrozenClock
 from cartnudge.dashboard.today import today
 from cartnudge.db.session import reading
+from cartnudge.measurement.tally import tally_shops
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0, ShopFactory
 from tests.dashboard.helpers import sign_in, user
@@ -51,7 +52,7 @@ def test_today_counts_what_was_seen_reminded_and_recovered(
     assert row(page.text, "Recovered after a reminder") == ["1", "1", "1"]
     assert row(page.text, "Their revenue") == ["£64.00"] * 3
     with reading(engine) as conn:
-        figures = today(conn, sender_shop.id, clock())
+        figures = today(conn, sender_shop.id, sender_shop.timezone, clock())
     assert figures.by_day["sent"][-1] == 2 and sum(figures.by_day["sent"]) == 2
     assert page.text.count("<rect") >= 1 + 7  # a bar, and the legend's seven swatches
     assert "Needs your attention" not in page.text
@@ -79,3 +80,25 @@ def test_today_is_one_shops_and_needs_sign_in(
     sign_in(client, "owner")
     assert client.get(f"/shops/{theirs.slug}/today").status_code == 404
     assert client.get(f"/shops/{mine.slug}/today").status_code == 200
+
+
+def test_today_says_what_its_windows_are_and_when_the_days_were_tallied(
+    client: TestClient, engine: Engine, shop: ShopRecord, clock: FrozenClock
+) -> None:
+    user(engine, "owner", shops=[shop.slug])
+    sign_in(client, "owner")
+    page = client.get(f"/shops/{shop.slug}/today").text
+    headings = re.findall(r'<th class="num">([^<]*)</th>', page)
+    assert headings[:3] == [
+        "last 24 hours",
+        "today and the previous 6 days",
+        "today and the previous 29 days",
+    ]
+    assert "Days are America/New_York days" in page
+    assert "29 earlier day(s) not tallied yet were counted as you look" in page
+
+    tally_shops(engine, clock(), everything=True)
+    page = client.get(f"/shops/{shop.slug}/today").text
+    # T0 is 15:09 UTC, 11:09 in New York (daylight time since 8 March).
+    assert "(the oldest tally used: 2026-03-14 11:09)" in page
+    assert "not tallied yet" not in page

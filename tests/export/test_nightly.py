@@ -210,13 +210,17 @@ def test_the_worker_loops_write_it_when_due(
     post(client, shop, cart_id="yesterday", occurred_at=T0 - 24 * H)
     shop = nightly(engine, shop, tmp_path / "sheets", hour=12)
     now = [T0]
+    tick = [1000.0]
     settings = Settings(home=tmp_path / "home", public_url="http://testserver", secret_key=KEY)
-    loops = Loops(engine, settings, clock=lambda: now[0])
+    loops = Loops(engine, settings, clock=lambda: now[0], monotonic=lambda: tick[0])
     try:
         loops.run_nightly_if_due()  # 11:09 in New York: not yet
         assert not (tmp_path / "sheets").exists()
-        loops._nightly_due = 0.0  # the next look, without waiting a minute for it
         now[0] = T0 + H
+        tick[0] += 30
+        loops.run_nightly_if_due()  # looked at most once a minute
+        assert not (tmp_path / "sheets").exists()
+        tick[0] += 30
         loops.run_nightly_if_due()
         assert [p.name for p in (tmp_path / "sheets").iterdir()] == [
             f"{shop.slug}-carts-2026-03-13.csv"

@@ -1,6 +1,12 @@
-"""*Today*: a shop's numbers over the last 24 hours, 7 and 30 days, its sends by outcome day
-by day, and what needs the owner's attention. Each figure is one query on an index led by
-the shop, so the page costs the same with a thousand carts or a million.
+"""*Today*: a shop's numbers over the last 24 hours, today and the previous 6 days, today
+and the previous 29 days (days in the shop's time zone), its sends by outcome day by day,
+and what needs the owner's attention.
+
+The days before today come from the loops' tallies (``measurement.tally``), at most 29
+small rows; only the day still open and the rolling 24 hours are counted live, each figure
+one query on an index led by the shop over at most two days of rows. A closed day with no
+tally yet (a fresh install, before the loops' first pass) is counted live: the page is
+then slower, never wrong.
 
 *Recovered* here is plain: an order (live, not a test) for a cart that had been sent a
 reminder before the order was placed, and its revenue net of refunds. The measurement
@@ -16,103 +22,89 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from cartnudge.db.models import Cart, InboxEvent, Order, Send, SendStatus
-
-carts, sends, orders, inbox = Cart, Send, Order, InboxEvent
-
-WINDOWS = (
-    ("24 hours", timedelta(days=1)),
-    ("7 days", timedelta(days=7)),
-    ("30 days", timedelta(days=30)),
+from cartnudge.db.models import InboxEvent, Send, SendStatus
+from cartnudge.measurement.tally import (
+    OUTCOMES,
+    Figures,
+    count,
+    count_day,
+    day_start,
+    local_day,
+    tallied,
+    zone_of,
 )
-DAYS = 14  # the sends chart
-OUTCOMES = tuple(s.value for s in SendStatus)
+
+sends, inbox = Send, InboxEvent
+
+# (label, days before today it reaches back); None: the rolling 24 hours.
+WINDOWS: tuple[tuple[str, int | None], ...] = (
+    ("last 24 hours", None),
+    ("today and the previous 6 days", 6),
+    ("today and the previous 29 days", 29),
+)
+DAYS = 14  # the sends chart, today included
 
 
 @dataclass(frozen=True)
 class Window:
     label: str
     seen: int  # carts first active in it
-    reminded: int  # carts sent a reminder in it
-    recovered: int  # carts whose order followed a reminder, placed in it
+    reminded: int  # carts first reminded in it
+    recovered: int  # carts whose first order after a reminder was placed in it
     revenue: dict[str, int]  # currency -> minor units, net of refunds
 
 
 @dataclass(frozen=True)
 class Today:
     windows: list[Window]
-    days: list[date]  # oldest first (UTC days)
+    days: list[date]  # oldest first, the shop's days
     by_day: dict[str, list[int]]  # outcome -> count per day of ``days``
     dead_letters: int
     failed: int
     ambiguous: int
     held: int
+    timezone: str
+    tallied_at: datetime | None  # the oldest tally the page used; None: none used
+    counted_live: int  # closed days without a tally yet, counted live instead
 
 
-def _window(conn: Connection, shop_id: int, label: str, since: datetime) -> Window:
-    seen = conn.scalar(
-        select(func.count())
-        .select_from(carts)
-        .where(carts.c.shop_id == shop_id, carts.c.first_activity_at >= since)
-    )
-    reminded = conn.scalar(
-        select(func.count(func.distinct(sends.c.cart_id))).where(
-            sends.c.shop_id == shop_id,
-            sends.c.status == SendStatus.SENT.value,
-            sends.c.sent_at >= since,
-        )
-    )
-    reminder_before = (
-        select(sends.c.id)
-        .where(
-            sends.c.cart_id == orders.c.cart_id,
-            sends.c.status == SendStatus.SENT.value,
-            sends.c.sent_at < orders.c.placed_at,
-        )
-        .exists()
-    )
-    won = conn.execute(
-        select(
-            orders.c.currency,
-            func.count(func.distinct(orders.c.cart_id)),
-            func.coalesce(func.sum(orders.c.total_minor - orders.c.refunded_minor), 0),
-        )
-        .where(
-            orders.c.shop_id == shop_id,
-            orders.c.placed_at >= since,
-            orders.c.cart_id.is_not(None),
-            orders.c.cancelled_at.is_(None),
-            orders.c.test.is_(False),
-            reminder_before,
-        )
-        .group_by(orders.c.currency)
-    ).all()
+def _window(label: str, figures: Figures) -> Window:
     return Window(
         label=label,
-        seen=int(seen or 0),
-        reminded=int(reminded or 0),
-        recovered=sum(int(n) for _, n, _ in won),
-        revenue={str(currency): int(total) for currency, _, total in won if currency},
+        seen=figures.seen,
+        reminded=figures.reminded,
+        recovered=figures.recovered,
+        revenue=figures.revenue,
     )
 
 
-def today(conn: Connection, shop_id: int, now: datetime) -> Today:
-    windows = [_window(conn, shop_id, label, now - span) for label, span in WINDOWS]
-    first = (now - timedelta(days=DAYS - 1)).date()
-    days = [first + timedelta(days=n) for n in range(DAYS)]
-    since = datetime.combine(first, datetime.min.time(), tzinfo=now.tzinfo)
-    rows = conn.execute(
-        select(sends.c.status, sends.c.updated_at).where(
-            sends.c.shop_id == shop_id,
-            # Every status named: the index (shop, status, updated at) is then read as one
-            # range per status, not the shop's every send.
-            sends.c.status.in_(OUTCOMES),
-            sends.c.updated_at >= since,
-        )
+def today(conn: Connection, shop_id: int, timezone: str, now: datetime) -> Today:
+    zone = zone_of(timezone)
+    this_day = local_day(now, zone)
+    last_24h, open_day = count(
+        conn, shop_id, [now - timedelta(days=1), day_start(this_day, zone)], None
     )
-    by_day = {outcome: [0] * DAYS for outcome in OUTCOMES}
-    for status, at in rows:
-        by_day[status][(at.date() - first).days] += 1
+    reach = max(back for _, back in WINDOWS if back is not None)
+    closed = [this_day - timedelta(days=k) for k in range(reach, 0, -1)]
+    kept = tallied(conn, shop_id, closed[0], closed[-1])
+    per_day: dict[date, Figures] = {day: t.figures for day, t in kept.items()}
+    missing = [day for day in closed if day not in kept]
+    for day in missing:
+        per_day[day] = count_day(conn, shop_id, day, zone)
+    per_day[this_day] = open_day
+
+    windows = []
+    for label, back in WINDOWS:
+        if back is None:
+            windows.append(_window(label, last_24h))
+            continue
+        total = Figures()
+        for k in range(back, -1, -1):
+            total = total + per_day[this_day - timedelta(days=k)]
+        windows.append(_window(label, total))
+
+    days = [this_day - timedelta(days=k) for k in range(DAYS - 1, -1, -1)]
+    by_day = {outcome: [per_day[day].sends.get(outcome, 0) for day in days] for outcome in OUTCOMES}
     counts: dict[str, Any] = dict(
         conn.execute(
             select(sends.c.status, func.count())
@@ -144,6 +136,9 @@ def today(conn: Connection, shop_id: int, now: datetime) -> Today:
         failed=int(counts.get(SendStatus.FAILED.value, 0)),
         ambiguous=int(counts.get(SendStatus.AMBIGUOUS.value, 0)),
         held=int(held or 0),
+        timezone=timezone,
+        tallied_at=min((t.tallied_at for t in kept.values()), default=None),
+        counted_live=len(missing),
     )
 
 

@@ -27,7 +27,7 @@ def today_router(dash: Dashboard) -> APIRouter:
     def today_page(request: Request, slug: str) -> Response:
         viewer = dash.require(request)
         shop = dash.shop(viewer, slug)
-        figures = dash.read(lambda conn: today(conn, shop.id, dash.clock()))
+        figures = dash.read(lambda conn: today(conn, shop.id, shop.timezone, dash.clock()))
         return dash.render(
             "today.html",
             {
@@ -36,6 +36,7 @@ def today_router(dash: Dashboard) -> APIRouter:
                 "chart": bars(figures.by_day),
                 "colours": COLOURS,
                 "days": DAYS,
+                "tallied_at": dash.local_time(figures.tallied_at, shop),
             },
             viewer=viewer,
             here=request.url.path,

@@ -277,7 +277,8 @@ Order = Table(
     Index("ix_orders_shop_email", "shop_id", "email_key"),
     # Today: orders placed in a window.
     Index("ix_orders_shop_placed", "shop_id", "placed_at"),
-    # The nightly sheet: a page of carts' orders.
+    # Today: whether an order is its cart's first that counts as recovered; the nightly
+    # sheet: a page of carts' orders.
     Index("ix_orders_shop_cart", "shop_id", "cart_id"),
 )
 
@@ -374,6 +375,8 @@ Send = Table(
     # Today: sends by outcome and day, and the reminders sent in a window.
     Index("ix_sends_shop_status", "shop_id", "status", "updated_at"),
     Index("ix_sends_shop_sent", "shop_id", "sent_at"),
+    # Today: a cart's first reminder, and whether one went before an order.
+    Index("ix_sends_shop_cart_sent", "shop_id", "cart_id", "sent_at"),
     # Sends handed to a provider; the sender's recovery reads only those.
     Index(
         "ix_sends_in_flight",
@@ -396,6 +399,26 @@ SendMessage = Table(
     Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
     Column("stored_at", UtcDateTime, nullable=False),
     Column("body", LargeBinary, nullable=False),
+)
+
+
+# Today's figures for one closed day of a shop (its own time zone's calendar day), kept by
+# the loops (``measurement.tally``) so the page adds up at most a month of these rows
+# instead of counting a month of carts. Sends and revenue are small maps summed by the
+# reader: {status: count} and {currency: minor units}, so a new status or currency needs
+# no migration.
+DayTally = Table(
+    "day_tallies",
+    metadata,
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("seen", BigInteger, nullable=False),  # carts first active that day
+    Column("reminded", BigInteger, nullable=False),  # carts first reminded that day
+    Column("recovered", BigInteger, nullable=False),  # carts whose first won order it was
+    Column("sends", Json, nullable=False),  # sends by status, by their last change
+    Column("revenue", Json, nullable=False),  # the won orders' revenue net of refunds
+    Column("tallied_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("shop_id", "day"),
 )
 
 

@@ -1,14 +1,15 @@
 """the nightly sheet: when and where each shop's is written, and which days are done
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 Create Date: 2026-12-08
 
 A shop may have its previous day's carts written every night at an hour of its choosing,
 to a folder or a Google Sheet (``export_hour``, ``export_to``, ``export_format``). Each
 (shop, day) is claimed with a row of ``nightly_exports`` before it is written, so several
 workers on PostgreSQL never write it twice; a failed one keeps its error and is tried again.
-The sheet's recovered column reads a page of carts' orders at once: by shop and cart.
+The sheet's recovered column reads a page of carts' orders at once, by shop and cart
+(``ix_orders_shop_cart``, which 0019 adds for Today).
 """
 
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from alembic import op
 import cartnudge.db.types
 
 revision: str = "0020"
-down_revision: str | None = "0018"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -51,11 +52,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("shop_id", "day", name=op.f("pk_nightly_exports")),
     )
-    op.create_index("ix_orders_shop_cart", "orders", ["shop_id", "cart_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_orders_shop_cart", table_name="orders")
     op.drop_table("nightly_exports")
     op.drop_column("shops", "export_format")
     op.drop_column("shops", "export_to")
