@@ -330,11 +330,11 @@ def test_open_a_reminder_from_its_cart_and_read_it_as_the_shopper_saw_it(
     assert frame.locator("a").count() >= 1
     assert frame.locator("a[href]").count() == 0
     assert "/u/" in (frame.locator("a").last.get_attribute("title") or "")
-    shot(page, "08-email")
+    shot(page, "12-email")
     # A sandboxed frame is drawn by a process of its own, which a full-page screenshot
     # leaves blank: the frame in view, as the owner sees it.
     page.locator("iframe.email-html").scroll_into_view_if_needed()
-    page.screenshot(path=str(SCREENSHOTS / "09-email-frame.png"))
+    page.screenshot(path=str(SCREENSHOTS / "13-email-frame.png"))
     text = page.inner_text("pre.email-text")
     assert "Blue enamel mug" in text and "1 High Street, London" in text
     assert "r•••@example.com" in page.inner_text("table.facts")

@@ -35,7 +35,7 @@ def test_export_a_csv_from_the_carts_page_and_open_a_rows_link(
     today = datetime.now(ZoneInfo("Europe/London")).date().isoformat()
     page.fill("#export-since", today)
     page.select_option("#export-format", "csv")
-    shot(page, "08-export-form")
+    shot(page, "14-export-form")
     with page.expect_download() as started:
         page.click("form#export button")
     download = started.value
@@ -49,7 +49,7 @@ def test_export_a_csv_from_the_carts_page_and_open_a_rows_link(
     assert "/sheet/" in suppress
 
     page.goto(base + suppress[suppress.index("/sheet/") :])
-    shot(page, "09-sheet-link")
+    shot(page, "15-sheet-link")
     assert "Send no reminder about these carts?" in page.inner_text("h1")
     assert f"#{cart_id}:" in page.inner_text("main")
     assert page.locator("form[action$='/carts/act'] button.danger").count() == 1
