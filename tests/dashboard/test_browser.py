@@ -332,8 +332,10 @@ def test_open_a_reminder_from_its_cart_and_read_it_as_the_shopper_saw_it(
     assert "/u/" in (frame.locator("a").last.get_attribute("title") or "")
     shot(page, "12-email")
     # A sandboxed frame is drawn by a process of its own, which a full-page screenshot
-    # leaves blank: the frame in view, as the owner sees it.
+    # leaves blank, and which paints a moment after its document is ready: the frame in
+    # view, as the owner sees it, once painted.
     page.locator("iframe.email-html").scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
     page.screenshot(path=str(SCREENSHOTS / "13-email-frame.png"))
     text = page.inner_text("pre.email-text")
     assert "Blue enamel mug" in text and "1 High Street, London" in text
