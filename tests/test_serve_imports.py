@@ -25,6 +25,8 @@ NEVER = (
     "pygments",
     "argon2",  # loaded at the first sign-in
     "playwright",
+    "scipy",  # measurement's intervals, for reports
+    "numpy",
     "openpyxl",  # loaded when a sheet is written as xlsx
     "googleapiclient",  # the owner's sheet, written by a nightly job, not by serve
     "google.auth",

@@ -1,1 +1,2 @@
-"""Measurement: counters now; attribution, holdout statistics and reports later."""
+"""Measurement: the counters, Today's tallies, and the statistics of an honest lift
+(attribution, the holdout comparison and reports build on them)."""
