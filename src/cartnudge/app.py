@@ -34,6 +34,7 @@ from cartnudge.intake.endpoints import (
 from cartnudge.intake.remote import RemoteWriter
 from cartnudge.intake.writer import IngestWriter
 from cartnudge.measurement.exposition import latest
+from cartnudge.measurement.heartbeat import STALE_AFTER, last_beat
 from cartnudge.shops.cache import ShopCache
 from cartnudge.tracking.endpoints import tracking_router
 
@@ -131,6 +132,30 @@ def create_app(
         except Exception:
             return json_response({"status": "unavailable"}, status_code=503)
         return json_response({"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Ready: the database answers and the loops beat in the last minute",
+    )
+    def readyz() -> Response:
+        """503 when the database does not answer, or when no loops process (the waiter
+        and the sender) has beaten within ``STALE_AFTER``: webhooks are still stored then,
+        but no reminder goes. For alerting; a load balancer routes on /healthz."""
+        now = clock()
+        try:
+            with reading(engine) as conn:
+                last = last_beat(conn)
+        except Exception:
+            return json_response({"status": "unavailable", "database": "unreachable"}, 503)
+        loops = "running" if last is not None and now - last <= STALE_AFTER else "stopped"
+        body = {
+            "status": "ok" if loops == "running" else "unavailable",
+            "database": "ok",
+            "loops": loops,
+            "last_beat": last.isoformat() if last else None,
+        }
+        return json_response(body, status_code=200 if loops == "running" else 503)
 
     @app.get(
         "/metrics",

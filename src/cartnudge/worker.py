@@ -23,9 +23,11 @@ from sqlalchemy import Engine
 
 from cartnudge.clock import system_clock
 from cartnudge.config import Settings
+from cartnudge.db.session import writing
 from cartnudge.db.turns import turn_size_for
 from cartnudge.delivery.sender import Links, Providers, send_due
 from cartnudge.export.nightly import NIGHTLY_INTERVAL_S, NightlyConfig, run_nightly
+from cartnudge.measurement.heartbeat import BEAT_INTERVAL_S, beat, worker_name
 from cartnudge.measurement.tally import FULL_TALLY_INTERVAL_S, TALLY_INTERVAL_S, tally_shops
 from cartnudge.privacy.worker import PRIVACY_INTERVAL_S, files_of, run_privacy
 from cartnudge.timing.service import move_timers
@@ -75,6 +77,8 @@ class Loops:
         self._nightly = Every(NIGHTLY_INTERVAL_S)
         self._tally = Every(TALLY_INTERVAL_S)
         self._full_tally = Every(FULL_TALLY_INTERVAL_S)  # every closed day tallied again
+        self._beat = Every(BEAT_INTERVAL_S)
+        self.worker = worker_name()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -105,6 +109,13 @@ class Loops:
         if self._tally.due(now):
             tally_shops(self.engine, self.clock(), everything=self._full_tally.due(now))
 
+    def beat_if_due(self) -> None:
+        """Say that the loops are running (read by /readyz), every ``BEAT_INTERVAL_S``,
+        after a pass that went through."""
+        if self._beat.due(self.monotonic()):
+            with writing(self.engine, "heartbeat") as conn:
+                beat(conn, self.worker, self.clock())
+
     def run_jobs_if_due(self) -> None:
         """The jobs beside the loops, each on its own: one that fails is logged under its
         name and tried at its next time, and keeps neither the others nor the reminders
@@ -125,6 +136,7 @@ class Loops:
             while not self._stop.is_set():
                 try:
                     self.run_once()
+                    self.beat_if_due()
                     self.run_jobs_if_due()
                 except Exception:
                     log.exception("waiter/sender pass failed; trying again shortly")

@@ -300,6 +300,16 @@ ShopDocument = Table(
 )
 
 
+# Each loops process's last sign of life (``measurement.heartbeat``): /readyz says the loops
+# are running when one of them beat recently.
+Heartbeat = Table(
+    "heartbeats",
+    metadata,
+    Column("worker", String(255), primary_key=True),  # host and process id
+    Column("at", UtcDateTime, nullable=False),
+)
+
+
 # Open carts' timers still to move to a shop's new rules: the carts after
 # (``after_activity_at``, ``after_cart_id``) in the order of last activity. A rules change
 # moves its first few thousand at once and leaves the rest here for the loops, a batch per
