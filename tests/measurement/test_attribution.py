@@ -14,7 +14,7 @@ from sqlalchemy import Engine, update
 from cartnudge.clock import FrozenClock
 from cartnudge.db.models import Order
 from cartnudge.db.session import reading, writing
-from cartnudge.measurement.attribution import WINDOW, Summary, attribute
+from cartnudge.measurement.attribution import Summary, attribute
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import T0
 from tests.delivery.helpers import H, Pass, post
@@ -81,7 +81,7 @@ def test_an_order_after_the_window_or_before_the_click_is_not_claimed(
     reminded: str,
 ) -> None:
     click(client, clock, reminded, T0 + 3 * H)
-    buy(client, sender_shop, "c1", T0 + 3 * H + timedelta(days=5, minutes=1))
+    buy(client, sender_shop, "c1", T0 + 3 * H + timedelta(days=5, minutes=1))  # the default: 5 days
     late = report(engine, sender_shop)
     assert (late.orders, late.attributed) == (1, [])
     # The same order with a window of a week is claimed: the window is the shop's rule.
