@@ -70,6 +70,9 @@ SERVES: dict[tuple[str, str], str] = {
     # The process's counters: every stage counts into them.
     ("cartnudge.db.turnstile", "cartnudge.measurement.metrics"): "counts write turns",
     ("cartnudge.intake.endpoints", "cartnudge.measurement.metrics"): "counts deliveries",
+    ("cartnudge.delivery.sender", "cartnudge.measurement.metrics"): "counts sends, their lag",
+    ("cartnudge.timing.waiter", "cartnudge.measurement.metrics"): "counts the waiter's moves",
+    ("cartnudge.tracking.endpoints", "cartnudge.measurement.metrics"): "counts unsubscribes",
     # The consent ledger is privacy's; a cart's event, a send and an unsubscribe record in it.
     ("cartnudge.carts.service", "cartnudge.privacy.consent"): "records an event's consent",
     ("cartnudge.carts.service", "cartnudge.privacy.ledger_repository"): "the ledger",

@@ -28,6 +28,7 @@ from cartnudge.db.turns import turn_size_for
 from cartnudge.delivery.sender import Links, Providers, send_due
 from cartnudge.export.nightly import NIGHTLY_INTERVAL_S, NightlyConfig, run_nightly
 from cartnudge.measurement.heartbeat import BEAT_INTERVAL_S, beat, worker_name
+from cartnudge.measurement.metrics import LOOPS_PASS
 from cartnudge.measurement.tally import FULL_TALLY_INTERVAL_S, TALLY_INTERVAL_S, tally_shops
 from cartnudge.privacy.worker import PRIVACY_INTERVAL_S, files_of, run_privacy
 from cartnudge.timing.service import move_timers
@@ -85,12 +86,14 @@ class Loops:
     def run_once(self) -> dict[str, Any]:
         """Timers left by a rules change, one waiter pass, then one sender pass, as of the
         clock's now."""
+        started = time.perf_counter()
         timers = move_timers(self.engine)
-        waiter = wake_due(self.engine, self.clock(), turns=self.waiter_turns)
+        waiter = wake_due(self.engine, self.clock(), turns=self.waiter_turns).as_dict()
         sender = send_due(
             self.engine, self.clock, self.providers, self.links, turns=self.sender_turns
-        )
-        return {"timers": timers, "waiter": waiter.as_dict(), "sender": sender.as_dict()}
+        ).as_dict()
+        LOOPS_PASS.observe(time.perf_counter() - started)
+        return {"timers": timers, "waiter": waiter, "sender": sender}
 
     def run_privacy_if_due(self) -> None:
         """Answer data requests and apply retention, every ``PRIVACY_INTERVAL_S``."""

@@ -57,6 +57,7 @@ _DUE = (
         sends.c.cart_id,
         sends.c.step,
         sends.c.attempts,
+        sends.c.due_at,
         sends.c.rules_version,
         carts.c.status.label("cart_status"),
         carts.c.email,

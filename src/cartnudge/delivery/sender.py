@@ -67,6 +67,7 @@ from cartnudge.delivery.providers import (
     parse_mail_url,
 )
 from cartnudge.delivery.repository import HELD, PAUSED, SenderRepository
+from cartnudge.measurement.metrics import SEND_LAG, SENDS
 from cartnudge.messages.compose import Draft, Line, compose
 from cartnudge.messages.service import voice_of
 from cartnudge.messages.voice import Voice
@@ -138,6 +139,7 @@ class Route:
 class Outgoing:
     send_id: int
     attempts: int
+    due_at: datetime  # when it became due (after any deferral): the lag is counted from it
     route: Route
     # Written after the claim's commit: composing a batch inside it would hold SQLite's
     # one write lock (and the webhooks waiting on it) for tens of milliseconds.
@@ -232,6 +234,9 @@ def send_due(
         size = limit or turns.limit()
         report = send_batch(engine, clock, providers, links, limit=size, rng=rng, turns=turns)
         total.add(report)
+        for outcome, n in report.counts.items():  # each batch's outcomes are recorded by now
+            if outcome != "claimed" and n:
+                SENDS.labels(outcome).inc(n)
         if report.counts["claimed"] < size:
             return total
 
@@ -337,6 +342,7 @@ def claim_batch(
                 Outgoing(
                     row.id,
                     row.attempts + 1,
+                    row.due_at,
                     route,
                     draft,
                     voice.value,
@@ -497,6 +503,8 @@ def _outcome_row(handed: Handed, report: SendReport, rng: random.Random) -> dict
         assert isinstance(outcome, Ambiguous)
         status, reason = SendStatus.AMBIGUOUS, outcome.reason
     report.counts[_COUNTED[status]] += 1
+    if status is SendStatus.SENT:
+        SEND_LAG.observe(max(0.0, (now - item.due_at).total_seconds()))
     return _row(
         item.send_id,
         now,

@@ -30,3 +30,30 @@ WRITE_TURN_WAITED = Histogram(
     ["holder"],
     buckets=_TURN_BUCKETS,
 )
+
+# The loops: what each pass did, and how late the emails went.
+WAITER_MOVES = Counter(
+    "cartnudge_waiter_moves",
+    "The waiter's moves on due carts: reminders decided, timers moved, carts given up, left.",
+    ["move"],
+)
+SENDS = Counter(
+    "cartnudge_sends",
+    "What the sender did with the sends it claimed, by outcome.",
+    ["outcome"],
+)
+SEND_LAG = Histogram(
+    "cartnudge_send_lag_seconds",
+    "From a reminder's due time (after quiet hours) to its hand-over to the mail route.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
+LOOPS_PASS = Histogram(
+    "cartnudge_loops_pass_seconds",
+    "How long one pass of the loops (timers, waiter, sender) took.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+UNSUBSCRIBES = Counter(
+    "cartnudge_unsubscribes",
+    "Addresses unsubscribed, by how: the link's page, one-click, or the owner.",
+    ["source"],
+)

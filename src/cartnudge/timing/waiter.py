@@ -22,6 +22,7 @@ from cartnudge.db.audit import write_audit
 from cartnudge.db.models import CartStatus, SendStatus
 from cartnudge.db.session import writing
 from cartnudge.db.turns import TurnSize, turn_size_for
+from cartnudge.measurement.metrics import WAITER_MOVES
 from cartnudge.timing.policy import CartClock, GiveUp, Leave, Remind, Wait, decide, next_due
 from cartnudge.timing.repository import WaiterRepository
 from cartnudge.timing.service import rules_of
@@ -128,6 +129,8 @@ def wake_due(
             report = wake_batch(conn, now, size)
         turns.record(report.woken, time.perf_counter() - started)
         total.add(report)
+        for move, n in report.moves.items():  # counted once each batch is committed
+            WAITER_MOVES.labels(move).inc(n)
         if report.woken < size:
             return total
 

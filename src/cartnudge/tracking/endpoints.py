@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from cartnudge.addresses import masked
 from cartnudge.clock import Clock
 from cartnudge.db.session import reading, writing
+from cartnudge.measurement.metrics import UNSUBSCRIBES
 from cartnudge.templating import environment
 from cartnudge.tracking.service import click, follow, is_unsubscribed, unsubscribe
 from cartnudge.tracking.tokens import Purpose
@@ -107,7 +108,7 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
             link = follow(conn, key, Purpose.UNSUBSCRIBE, token)
             if link is None:
                 return _invalid()
-            unsubscribe(
+            added = unsubscribe(
                 conn,
                 link.shop_id,
                 link.email_key,
@@ -116,6 +117,8 @@ def tracking_router(engine: Engine, key: bytes, clock: Clock) -> APIRouter:
                 send_id=link.send_id,
                 actor="shopper",
             )
+        if added:  # counted once committed, and once per address
+            UNSUBSCRIBES.labels(source).inc()
         return _unsubscribed(link.shop_name)
 
     return router
