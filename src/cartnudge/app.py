@@ -124,7 +124,17 @@ def create_app(
     webhooks = Webhooks(intake, lanes)
     install_dashboard(app, Dashboard(engine, settings, clock), webhooks)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Liveness and database reachability",
+        responses={
+            503: {
+                "description": "The database does not answer",
+                "content": {"application/json": {}},
+            }
+        },
+    )
     def healthz() -> Response:
         try:
             with reading(engine) as conn:
@@ -137,6 +147,13 @@ def create_app(
         "/readyz",
         tags=["operations"],
         summary="Ready: the database answers and the loops beat in the last minute",
+        responses={
+            503: {
+                "description": "The database does not answer, or no loops process beat "
+                "in the last minute; the body says which",
+                "content": {"application/json": {}},
+            }
+        },
     )
     def readyz() -> Response:
         """503 when the database does not answer, or when no loops process (the waiter
