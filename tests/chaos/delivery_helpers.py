@@ -197,6 +197,7 @@ def add_sending_shop(
             mail_url=f"smtp://127.0.0.1:{mail_port}",
             shopify_domain=shopify_domain,
             shopify_secret=shopify_secret,
+            holdout_percent=0,  # every due cart is sent: the test counts them
         )
         set_document(conn, RULES, shop, RULES_TEXT, now, actor="test")
     return shop

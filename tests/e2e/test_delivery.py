@@ -85,7 +85,7 @@ def test_events_then_ticks_deliver_by_smtp_and_the_links_work(
         "--currency", "GBP", "--activated-at", "2026-01-01T00:00:00Z",
         "--sender", "Tea House <hello@tea.example>",
         "--address", "1 Leaf Lane\\nBristol BS1 1AA",
-        "--mail", f"smtp://127.0.0.1:{sink.port}",
+        "--mail", f"smtp://127.0.0.1:{sink.port}", "--holdout", "0",
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     shop = shop_record(env, "tea")

@@ -48,6 +48,7 @@ def test_a_carts_reminders_come_at_the_rules_times_then_it_is_given_up(
     assert first.as_dict() == {
         "woken": 1,
         "reminders": 1,
+        "held_out": 0,
         "rescheduled": 0,
         "given_up": 0,
         "left": 0,

@@ -131,6 +131,10 @@ Shop = Table(
     Column("export_hour", Integer),
     Column("export_to", Text),
     Column("export_format", String(8), default="csv", server_default="csv", nullable=False),
+    # The share of the shop's carts that get no reminder, so that what reminders add can be
+    # measured against them (``measurement.holdout``). 0 to 50. Shops added since default to
+    # 10; shops from before were 0, so an upgrade changes no shop's sending.
+    Column("holdout_percent", Integer, default=0, server_default="0", nullable=False),
 )
 
 
@@ -210,6 +214,10 @@ Cart = Table(
     Column("last_reminder_at", UtcDateTime),
     # When the waiter last gave up on the cart: only activity after it reopens the cart.
     Column("given_up_at", UtcDateTime),
+    # The holdout: whether the cart was held out (no reminder, to measure the lift), decided
+    # once, by a stable hash, when its first reminder came due; None until then.
+    Column("held_out", Boolean),
+    Column("assigned_at", UtcDateTime),
     Index("ix_carts_shop_status", "shop_id", "status", "last_activity_at"),
     Index("ix_carts_shop_email", "shop_id", "email_key"),
     # The dashboard's cart list, newest first, a page at a time (keyset on the pair).

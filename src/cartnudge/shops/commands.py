@@ -50,6 +50,16 @@ def with_next_step(view: dict[str, Any], shop: ShopRecord) -> dict[str, Any]:
     return view
 
 
+HoldoutOption = Annotated[
+    int | None,
+    typer.Option(
+        "--holdout",
+        help="The percentage of carts (0-50) that get no reminder, so that what reminders "
+        "add is measured against them; decided once per cart. 0: remind every cart.",
+    ),
+]
+
+
 @shop_app.command("add")
 def shop_add(
     slug: Annotated[
@@ -76,6 +86,7 @@ def shop_add(
     address: AddressOption = None,
     mail: MailOption = None,
     locale: LocaleOption = None,
+    holdout: HoldoutOption = None,
 ) -> None:
     """Add a shop and print it as JSON, with its webhook URLs and secrets."""
     from cartnudge.db.session import writing
@@ -106,6 +117,8 @@ def shop_add(
                 postal_address=address,
                 mail_url=mail,
                 locale=locale or "en",
+                # Unsaid: the service's default for a new shop.
+                **({} if holdout is None else {"holdout_percent": holdout}),
             )
     except ShopError as exc:
         fail(str(exc))
@@ -168,6 +181,7 @@ def shop_set(
     export_format: Annotated[
         str | None, typer.Option(help="The nightly sheet's format in a folder: csv or xlsx.")
     ] = None,
+    holdout: HoldoutOption = None,
 ) -> None:
     """Change how the shop's reminders are sent, how long its data is kept and where its
     nightly sheet goes; print the shop. Sends held for want of a sender identity go out on
@@ -211,6 +225,7 @@ def shop_set(
                 export_hour=export_hour,
                 export_to=export_to,
                 export_format=export_format,
+                holdout_percent=holdout,
             )
     except ShopError as exc:
         fail(str(exc))

@@ -48,6 +48,7 @@ class ShopRecord:
     export_hour: int | None = None  # the nightly sheet's hour, shop local (0-23)
     export_to: str | None = None  # a folder, or sheets:<spreadsheet id>
     export_format: str = "csv"
+    holdout_percent: int = 0  # of carts that get no reminder, for measuring the lift
 
     @property
     def sender(self) -> str | None:
@@ -88,6 +89,7 @@ class ShopRecord:
             export_hour=row.export_hour,
             export_to=row.export_to,
             export_format=row.export_format,
+            holdout_percent=row.holdout_percent,
         )
 
 

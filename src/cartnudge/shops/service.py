@@ -48,6 +48,10 @@ def new_standard_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+DEFAULT_HOLDOUT_PERCENT = 10  # of a new shop's carts held out (``timing.holdout``)
+MAX_HOLDOUT_PERCENT = 50
+
+
 def add_shop(
     conn: Connection,
     *,
@@ -65,9 +69,11 @@ def add_shop(
     postal_address: str | None = None,
     mail_url: str | None = None,
     locale: str = "en",
+    holdout_percent: int = DEFAULT_HOLDOUT_PERCENT,
 ) -> ShopRecord:
     repo = ShopRepository(conn)
     identity = _identity(sender, postal_address, mail_url, locale)
+    holdout = _holdout(holdout_percent)
     if not SLUG.match(slug):
         raise ShopError(f"slug {slug!r}: use 1-63 lower-case letters, digits and dashes")
     if repo.by_slug(slug):
@@ -110,6 +116,7 @@ def add_shop(
             "activated_at": activated_at or now,
             "created_at": now,
             **identity,
+            **holdout,
         }
     )
 
@@ -130,6 +137,7 @@ def set_shop(
     export_hour: int | None = None,
     export_to: str | None = None,
     export_format: str | None = None,
+    holdout_percent: int | None = None,
     actor: str = "owner:cli",
 ) -> ShopRecord:
     """Change how a shop's reminders are sent (who they come from, the postal address
@@ -149,13 +157,15 @@ def set_shop(
         **_retention(keep or {}),
         **_links(shop, domains, cart_url),
         **_nightly(export_hour, export_to, export_format),
+        **_holdout(holdout_percent),
     }
     if test_orders_close_carts is not None:
         changes["test_orders_close_carts"] = test_orders_close_carts
     if not changes:
         raise ShopError(
             "nothing to change: give --sender, --address, --mail, --locale, --domains, "
-            "--cart-url, --test-orders-close-carts, an --export-… or a --keep-… option"
+            "--cart-url, --test-orders-close-carts, --holdout, an --export-… or a --keep-… "
+            "option"
         )
     before = {k: getattr(shop, k) for k in changes}
     repo.update(shop.id, changes)
@@ -274,6 +284,16 @@ def _links(shop: ShopRecord, domains: str | None, cart_url: str | None) -> dict[
     return values
 
 
+def _holdout(percent: int | None) -> dict[str, Any]:
+    if percent is None:
+        return {}
+    if not 0 <= percent <= MAX_HOLDOUT_PERCENT:
+        raise ShopError(
+            f"--holdout: {percent} is not a share of carts from 0 to {MAX_HOLDOUT_PERCENT} (%)"
+        )
+    return {"holdout_percent": percent}
+
+
 def _nightly(hour: int | None, to: str | None, fmt: str | None) -> dict[str, Any]:
     """The nightly sheet's settings given, validated."""
     values: dict[str, Any] = {}
@@ -352,6 +372,7 @@ def describe(shop: ShopRecord, public_url: str, *, show_secrets: bool = True) ->
             "cart_url": shop.cart_url,
             "fallback": cart_url_of(shop),
         },
+        "holdout_percent": shop.holdout_percent,
         "nightly_sheet": (
             {"hour": shop.export_hour, "to": shop.export_to, "format": shop.export_format}
             if shop.export_hour is not None and shop.export_to

@@ -185,6 +185,7 @@ def _simulate(engine: Engine, settings: Settings, count: int, rng: random.Random
             activated_at=START - timedelta(days=1),
             sender="Tea House <hello@teahouse.example>",
             postal_address="1 Leaf Lane\nBristol BS1 1AA\nUnited Kingdom",
+            holdout_percent=0,  # the demo shows reminders; its story has no held-out line yet
         )
     events = []
     cast = shoppers(count, rng)

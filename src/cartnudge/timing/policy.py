@@ -32,6 +32,9 @@ class CartClock:
     # would skip every step), so the waiter looks at it once, to close it when it would
     # have been given up; an event that brings an address sets its timer again.
     reachable: bool = True
+    # Held out of reminders to measure their lift (``timing.holdout``): like a cart with
+    # no address, it is looked at once more, to close it when it would have been given up.
+    held_out: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> CartClock:
@@ -44,6 +47,7 @@ class CartClock:
             row.reminders_sent,
             row.last_reminder_at,
             row.email_key is not None,
+            bool(row.held_out),
         )
 
 
@@ -91,7 +95,7 @@ def next_due(cart: CartClock, rules: Rules) -> datetime:
         anchor = max(cart.last_activity_at, cart.last_reminder_at)
     if step > len(waits):
         return anchor + rules.give_up_after
-    if not cart.reachable:  # when it would be given up had every step gone out
+    if not cart.reachable or cart.held_out:  # when it would be given up had every step gone
         return anchor + sum(waits[step - 1 :], rules.give_up_after)
     return anchor + waits[step - 1]
 
@@ -111,6 +115,8 @@ def decide(cart: CartClock, rules: Rules, now: datetime) -> Move:
         return GiveUp(f"no purchase after {cart.reminders_sent} reminder(s)")
     if not cart.reachable:
         return GiveUp("no address to remind")
+    if cart.held_out:
+        return GiveUp("held out: never reminded, to measure what reminders add")
     return Remind(cart.reminders_sent + 1)
 
 

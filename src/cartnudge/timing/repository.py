@@ -9,10 +9,11 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cartnudge.db.models import Cart, CartStatus, Send, TimerMove
+from cartnudge.db.models import Cart, CartStatus, Send, Shop, TimerMove
 from cartnudge.db.types import UtcDateTime
 
 carts = Cart
+shops = Shop
 sends = Send
 
 # The due carts, oldest timer first. On PostgreSQL the rows stay locked by this
@@ -31,6 +32,7 @@ CLOCK_COLUMNS = (
     carts.c.last_reminder_at,
     carts.c.next_wake_at,
     carts.c.email_key,
+    carts.c.held_out,
 )
 _DUE = (
     select(*CLOCK_COLUMNS)
@@ -61,6 +63,11 @@ _SET_WAKE = (
     update(carts)
     .where(carts.c.id == bindparam("_cart_id"))
     .values(next_wake_at=bindparam("_wake", type_=UtcDateTime()))
+)
+_ASSIGN = (
+    update(carts)
+    .where(carts.c.id == bindparam("_cart_id"))
+    .values(held_out=bindparam("_held_out"), assigned_at=bindparam("_at", type_=UtcDateTime()))
 )
 _REMINDED = (
     update(carts)
@@ -126,6 +133,17 @@ class WaiterRepository:
         on PostgreSQL takes another, or none)."""
         stmt = select(moves).order_by(moves.c.shop_id).limit(1).with_for_update(skip_locked=True)
         return self.conn.execute(stmt).first()
+
+    def holdout_percents(self, shop_ids: set[int]) -> dict[int, int]:
+        rows = self.conn.execute(
+            select(shops.c.id, shops.c.holdout_percent).where(shops.c.id.in_(sorted(shop_ids)))
+        )
+        return {row.id: row.holdout_percent for row in rows}
+
+    def assign(self, rows: list[dict[str, Any]]) -> None:
+        """Rows of ``_cart_id``, ``_held_out`` and ``_at``: each cart's holdout assignment."""
+        if rows:
+            self.conn.execute(_ASSIGN, rows)
 
     def set_wakes(self, rows: list[dict[str, Any]]) -> None:
         """Rows of ``_cart_id`` and ``_wake`` (``None``: no timer)."""

@@ -23,6 +23,7 @@ from cartnudge.db.models import CartStatus, SendStatus
 from cartnudge.db.session import writing
 from cartnudge.db.turns import TurnSize, turn_size_for
 from cartnudge.measurement.metrics import WAITER_MOVES
+from cartnudge.timing.holdout import WHY, held_out
 from cartnudge.timing.policy import CartClock, GiveUp, Leave, Remind, Wait, decide, next_due
 from cartnudge.timing.repository import WaiterRepository
 from cartnudge.timing.service import rules_of
@@ -48,7 +49,7 @@ class WakeReport:
         return {"woken": self.woken, **{k: self.moves[k] for k in _MOVE_NAMES}}
 
 
-_MOVE_NAMES = ("reminders", "rescheduled", "given_up", "left")
+_MOVE_NAMES = ("reminders", "held_out", "rescheduled", "given_up", "left")
 
 
 def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeReport:
@@ -59,6 +60,8 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
     if not due:
         return report
     rules = rules_of(conn, {row.shop_id for row in due})
+    holdouts = repo.holdout_percents({row.shop_id for row in due})
+    assigned: list[dict[str, Any]] = []
     wakes: list[dict[str, Any]] = []
     reminded: list[dict[str, Any]] = []
     expired: list[dict[str, Any]] = []
@@ -68,6 +71,15 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
         shop_rules = rules[row.shop_id]
         cart = CartClock.from_row(row)
         move = decide(cart, shop_rules.value, now)
+        if isinstance(move, Remind) and move.step == 1 and row.held_out is None:
+            # The cart's first reminder is due: in or out of the holdout, once and for good.
+            assigned.append(_assign(row, now, holdouts.get(row.shop_id, 0)))
+            if assigned[-1]["_held_out"]:
+                wake = next_due(replace(cart, held_out=True), shop_rules.value)
+                wakes.append({"_cart_id": row.id, "_wake": wake})
+                audits.append(_held_out_audit(row, now, holdouts.get(row.shop_id, 0)))
+                report.moves["held_out"] += 1
+                continue
         if isinstance(move, Wait):
             wakes.append({"_cart_id": row.id, "_wake": move.until})
             report.moves["rescheduled"] += 1
@@ -106,12 +118,22 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
             assert isinstance(move, Leave)
             wakes.append({"_cart_id": row.id, "_wake": None})
             report.moves["left"] += 1
+    repo.assign(assigned)
     repo.enqueue(queued)
     repo.mark_reminded(reminded)
     repo.set_wakes(wakes)
     repo.expire(expired)
     write_audit(conn, audits)
     return report
+
+
+def _assign(row: Any, now: datetime, percent: int) -> dict[str, Any]:
+    return {"_cart_id": row.id, "_held_out": held_out(row.shop_id, row.id, percent), "_at": now}
+
+
+def _held_out_audit(row: Any, now: datetime, percent: int) -> dict[str, Any]:
+    why = WHY.format(percent=percent)
+    return _audit(row, now, "holdout:held_out", why, None, {"held_out": True})
 
 
 def wake_due(
