@@ -26,6 +26,7 @@ from cartnudge.dashboard.commands import user_app
 from cartnudge.delivery.commands import sends_app
 from cartnudge.export.commands import export_command
 from cartnudge.intake.commands import events_app, import_app, reconcile_app
+from cartnudge.measurement.commands import report_app
 from cartnudge.messages.commands import voice_app
 from cartnudge.privacy.commands import privacy_app, unsubscribe_command
 from cartnudge.privacy.key_commands import keys_app
@@ -44,6 +45,7 @@ app.add_typer(sends_app, name="sends")
 app.add_typer(keys_app, name="keys")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(user_app, name="user")
+app.add_typer(report_app, name="report")
 app.command("unsubscribe")(unsubscribe_command)
 app.command("export")(export_command)
 

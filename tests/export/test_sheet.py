@@ -18,15 +18,8 @@ from sqlalchemy import Engine
 
 from cartnudge.export.files import SheetFileError, write_file
 from cartnudge.export.links import read_link_token
-from cartnudge.export.sheet import (
-    HEADER,
-    LINK_COLUMNS,
-    LinkMaker,
-    SpanError,
-    items_text,
-    sheet_rows,
-    span_of,
-)
+from cartnudge.export.sheet import HEADER, LINK_COLUMNS, LinkMaker, items_text, sheet_rows
+from cartnudge.shops.days import SpanError, span_of
 from cartnudge.shops.repository import ShopRecord
 from tests.conftest import KEY, T0
 from tests.dashboard.helpers import csrf_of, sign_in, user

@@ -24,7 +24,8 @@ from cartnudge.dashboard.actions import ACTIONS
 from cartnudge.dashboard.web import MAX_FORM_FIELD, Dashboard, PageError, not_found
 from cartnudge.export.files import FORMATS, MEDIA_TYPES, SheetFileError, write_file
 from cartnudge.export.links import LinkRefused, read_link_token
-from cartnudge.export.sheet import HEADER, LINK_COLUMNS, LinkMaker, SpanError, sheet_rows, span_of
+from cartnudge.export.sheet import HEADER, LINK_COLUMNS, LinkMaker, sheet_rows
+from cartnudge.shops.days import SpanError, span_of
 from cartnudge.shops.repository import ShopRepository
 
 EXPIRED = 410  # a link past its time: gone, and the page says to export again

@@ -30,14 +30,8 @@ def export_command(
 
     from cartnudge.clock import system_clock
     from cartnudge.export.files import FORMATS, SheetFileError, write_file
-    from cartnudge.export.sheet import (
-        HEADER,
-        LINK_COLUMNS,
-        LinkMaker,
-        SpanError,
-        sheet_rows,
-        span_of,
-    )
+    from cartnudge.export.sheet import HEADER, LINK_COLUMNS, LinkMaker, sheet_rows
+    from cartnudge.shops.days import SpanError, span_of
 
     if fmt not in FORMATS:
         fail(f"--format: {fmt!r} is not csv or xlsx")

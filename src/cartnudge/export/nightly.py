@@ -25,7 +25,8 @@ from cartnudge.config import Settings
 from cartnudge.db.session import reading, writing
 from cartnudge.export.files import write_file
 from cartnudge.export.repository import claim, done_days, finish, shops_with_a_nightly_sheet
-from cartnudge.export.sheet import HEADER, LINK_COLUMNS, LinkMaker, day_span, sheet_rows
+from cartnudge.export.sheet import HEADER, LINK_COLUMNS, LinkMaker, sheet_rows
+from cartnudge.shops.days import day_span
 from cartnudge.shops.repository import ShopRecord, ShopRepository
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +25,7 @@ from cartnudge.carts.queries import CartFilter, not_reminded, page_of_carts
 from cartnudge.db.session import reading
 from cartnudge.export.links import LINK_LIFETIME, SHEET_ACTIONS, SheetLink, sheet_url
 from cartnudge.export.repository import Bought, orders_of
+from cartnudge.shops.days import Span
 from cartnudge.shops.repository import ShopRecord
 from cartnudge.timing.policy import major_units
 from cartnudge.timing.rules import Rules
@@ -50,50 +51,6 @@ HEADER = [
     "write off",
 ]
 LINK_COLUMNS = frozenset({"suppress", "unsubscribe", "write off"})
-
-
-class SpanError(ValueError):
-    """Dates that make no span; the message says which."""
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """Where the sheet starts and stops, as instants (``until`` None: up to now)."""
-
-    since: datetime
-    until: datetime | None
-
-
-def span_of(shop: ShopRecord, since: str, until: str | None) -> Span:
-    """``YYYY-MM-DD`` dates, read as days in the shop's time zone: from the start of
-    ``since`` up to (not including) the start of ``until``."""
-    first = _date(since, "since")
-    last = _date(until, "until") if until else None
-    if last is not None and last <= first:
-        raise SpanError(
-            f"until ({last}) must be after since ({first}): the sheet covers since up to, "
-            "not including, until"
-        )
-    zone = ZoneInfo(shop.timezone)
-    return Span(
-        datetime.combine(first, time(0), zone),
-        datetime.combine(last, time(0), zone) if last else None,
-    )
-
-
-def day_span(shop: ShopRecord, day: date) -> Span:
-    zone = ZoneInfo(shop.timezone)
-    return Span(
-        datetime.combine(day, time(0), zone),
-        datetime.combine(day + timedelta(days=1), time(0), zone),
-    )
-
-
-def _date(text: str, name: str) -> date:
-    try:
-        return datetime.strptime(text.strip(), "%Y-%m-%d").date()
-    except ValueError:
-        raise SpanError(f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
 
 
 @dataclass(frozen=True, slots=True)
