@@ -48,6 +48,7 @@ def test_every_page_shows_what_was_typed_as_text(
     pages = [
         "/",
         f"{base}/today",
+        f"{base}/lift",
         f"{base}/carts",
         f"{base}/carts?email=shopper%40example.com",
         f"{base}/carts/{cart_id}",

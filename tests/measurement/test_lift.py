@@ -8,8 +8,10 @@ import random
 from datetime import timedelta
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select
 
+from cartnudge.clock import FrozenClock
 from cartnudge.db.models import Cart, Order
 from cartnudge.db.session import reading, writing
 from cartnudge.measurement.lift import lift
@@ -17,6 +19,7 @@ from cartnudge.shops.repository import ShopRecord
 from cartnudge.testing.carts import insert_open_carts
 from cartnudge.timing.waiter import wake_due
 from tests.conftest import T0, ShopFactory
+from tests.dashboard.helpers import sign_in, user
 from tests.test_cli import cli  # noqa: F401 - the fixture
 
 D = timedelta(days=1)
@@ -147,3 +150,37 @@ def test_report_lift_from_the_command_line(
     assert backwards.exit_code != 0 and "must be after since" in backwards.output
     unknown = cli("report", "lift", "--shop", "nope", "--since", day)
     assert unknown.exit_code != 0
+
+
+def test_the_lift_page_shows_the_groups_and_the_verdict(
+    client: TestClient, engine: Engine, make_shop: ShopFactory, clock: FrozenClock
+) -> None:
+    shop = assigned_shop(make_shop, engine, 400, 50)
+    split = groups(engine, shop)
+    buy(engine, shop, split[False][::3] + split[True][::10])
+    clock.now = T0 + 3 * D
+    user(engine, "owner", shops=[shop.slug])
+    sign_in(client, "owner")
+
+    page = client.get(f"/shops/{shop.slug}/lift")
+
+    assert page.status_code == 200
+    assert "Reminders added" in page.text and "95% interval" in page.text
+    assert f'<td class="num">{len(split[False])}</td>' in page.text
+    assert "Attributed on the click rule" in page.text
+    small = client.get(f"/shops/{shop.slug}/lift?since=2020-01-01&until=2020-02-01")
+    assert "No carts were held out, so there is nothing to compare" in small.text
+    assert client.get(f"/shops/{shop.slug}/lift?since=soon").status_code == 400
+    backwards = client.get(f"/shops/{shop.slug}/lift?since=2026-03-10&until=2026-03-01")
+    assert backwards.status_code == 400
+
+
+def test_the_lift_page_needs_sign_in_and_the_shop(
+    client: TestClient, engine: Engine, make_shop: ShopFactory
+) -> None:
+    shop, other = make_shop(), make_shop()
+    answer = client.get(f"/shops/{shop.slug}/lift", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/signin")
+    user(engine, "owner", shops=[shop.slug])
+    sign_in(client, "owner")
+    assert client.get(f"/shops/{other.slug}/lift").status_code == 404

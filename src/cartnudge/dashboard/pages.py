@@ -17,6 +17,7 @@ from cartnudge.dashboard.connect_pages import connect_router
 from cartnudge.dashboard.control_pages import control_router
 from cartnudge.dashboard.document_pages import document_router
 from cartnudge.dashboard.email_pages import email_router
+from cartnudge.dashboard.lift_pages import lift_router
 from cartnudge.dashboard.sheet_pages import sheet_router
 from cartnudge.dashboard.today_pages import today_router
 from cartnudge.dashboard.web import (
@@ -40,6 +41,7 @@ def install(app: FastAPI, dash: Dashboard, webhooks: ASGIApp) -> None:
     app.include_router(today_router(dash))
     app.include_router(document_router(dash))
     app.include_router(email_router(dash))
+    app.include_router(lift_router(dash))
     app.include_router(sheet_router(dash))
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:
