@@ -12,6 +12,7 @@ from sqlalchemy import Column, Connection, Table, and_, or_, select
 
 from cartnudge.carts.repository import CartRepository
 from cartnudge.db.models import AuditEntry, Cart, Click, InboxEvent, Order, Send
+from cartnudge.db.portable import after_pair
 
 carts = Cart
 inbox = InboxEvent
@@ -282,13 +283,7 @@ def page_of_carts(
             carts.c.reminders_sent > 0 if where.reminded else carts.c.reminders_sent == 0
         )
     if after is not None:
-        at, cart_id = after
-        stmt = stmt.where(
-            or_(
-                carts.c.last_activity_at < at,
-                and_(carts.c.last_activity_at == at, carts.c.id < cart_id),
-            )
-        )
+        stmt = stmt.where(after_pair(carts.c.last_activity_at, carts.c.id, after, descending=True))
     stmt = stmt.order_by(carts.c.last_activity_at.desc(), carts.c.id.desc()).limit(limit + 1)
     rows = list(conn.execute(stmt))
     more = len(rows) > limit

@@ -17,14 +17,17 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Dialect,
     Executable,
     Row,
     Table,
+    and_,
     bindparam,
     func,
     insert,
+    or_,
     select,
 )
 from sqlalchemy.dialects import sqlite
@@ -221,3 +224,19 @@ def _unnest_plan(
         tuple(c.default.arg for c in absent),  # type: ignore[union-attr]
         tuple(t.dialect_impl(dialect).bind_processor(dialect) for t in types),
     )
+
+
+def after_pair(
+    at: ColumnElement[Any],
+    key: ColumnElement[Any],
+    after: tuple[Any, Any],
+    *,
+    descending: bool = False,
+) -> ColumnElement[bool]:
+    """Keyset paging's condition: the rows that come after ``after`` in the order of
+    (``at``, ``key``), ascending or descending. Written out rather than as a row value,
+    which some SQLite versions answer with a scan."""
+    at_value, key_value = after
+    if descending:
+        return or_(at < at_value, and_(at == at_value, key < key_value))
+    return or_(at > at_value, and_(at == at_value, key > key_value))

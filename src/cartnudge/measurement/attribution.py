@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from cartnudge.db.models import Click, Order, Send
+from cartnudge.db.portable import after_pair
 
 WINDOW = timedelta(days=5)
 orders, clicks, sends = Order, Click, Send
@@ -164,10 +165,7 @@ def _orders(
         .limit(PAGE)
     )
     if after is not None:
-        at, order_id = after
-        stmt = stmt.where(
-            (orders.c.placed_at > at) | ((orders.c.placed_at == at) & (orders.c.id > order_id))
-        )
+        stmt = stmt.where(after_pair(orders.c.placed_at, orders.c.id, after))
     return list(conn.execute(stmt))
 
 

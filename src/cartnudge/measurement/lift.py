@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from cartnudge.db.models import Cart, Order
+from cartnudge.db.portable import after_pair
 from cartnudge.measurement.attribution import attribute
 from cartnudge.measurement.stats import (
     Interval,
@@ -166,10 +167,7 @@ def _assigned(
         .limit(PAGE)
     )
     if after is not None:
-        at, cart_id = after
-        stmt = stmt.where(
-            (carts.c.assigned_at > at) | ((carts.c.assigned_at == at) & (carts.c.id > cart_id))
-        )
+        stmt = stmt.where(after_pair(carts.c.assigned_at, carts.c.id, after))
     return list(conn.execute(stmt))
 
 
