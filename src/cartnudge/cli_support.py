@@ -12,12 +12,19 @@ import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from cartnudge.clock import parse_instant
 from cartnudge.config import Settings
+
+# A span of the shop's own days, as ``shops.days.span_of`` reads it (export, reports).
+SinceOption = Annotated[str, typer.Option(help="First day, YYYY-MM-DD (the shop's time zone).")]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(help="The day after the last one, YYYY-MM-DD (not included); default: now."),
+]
 
 
 def program() -> str:

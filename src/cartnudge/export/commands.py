@@ -7,16 +7,13 @@ from typing import Annotated
 
 import typer
 
-from cartnudge.cli_support import emit, fail, runtime
+from cartnudge.cli_support import SinceOption, UntilOption, emit, fail, runtime
 
 
 def export_command(
     shop: Annotated[str, typer.Option(help="Shop slug.")],
-    since: Annotated[str, typer.Option(help="First day, YYYY-MM-DD (the shop's time zone).")],
-    until: Annotated[
-        str | None,
-        typer.Option(help="The day after the last one, YYYY-MM-DD (not included); default: now."),
-    ] = None,
+    since: SinceOption,
+    until: UntilOption = None,
     fmt: Annotated[str, typer.Option("--format", help="csv or xlsx.")] = "csv",
     out: Annotated[str, typer.Option(help="The file to write, or - for standard output.")] = "-",
 ) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cartnudge.cli_support import emit, fail, runtime
+from cartnudge.cli_support import SinceOption, UntilOption, emit, fail, runtime
 
 report_app = typer.Typer(no_args_is_help=True, help="What reminders added, honestly measured.")
 
@@ -14,11 +14,8 @@ report_app = typer.Typer(no_args_is_help=True, help="What reminders added, hones
 @report_app.command("lift")
 def report_lift(
     shop: Annotated[str, typer.Option(help="Shop slug.")],
-    since: Annotated[str, typer.Option(help="First day, YYYY-MM-DD (the shop's time zone).")],
-    until: Annotated[
-        str | None,
-        typer.Option(help="The day after the last one, YYYY-MM-DD (not included); default: now."),
-    ] = None,
+    since: SinceOption,
+    until: UntilOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
 ) -> None:
     """The carts whose first reminder came due in the span, reminded against held out:
