@@ -151,3 +151,19 @@ def test_a_new_shop_holds_out_ten_percent_unless_told(cli: Any) -> None:  # noqa
     assert refused.exit_code != 0 and "from 0 to 50" in refused.output
     changed = cli("shop", "set", "tea", "--holdout", "5")
     assert json.loads(changed.output)["holdout_percent"] == 5
+
+
+def test_the_dry_run_shows_a_held_out_cart_closed_not_reminded(
+    engine: Engine, half: ShopRecord
+) -> None:
+    from cartnudge.dashboard.dry_run import dry_run
+    from cartnudge.timing.rules import default_rules
+
+    wake_due(engine, T0 + timedelta(hours=5))
+    out = {cart_id for cart_id, held in carts_of(engine).items() if held}
+    with reading(engine) as conn:
+        run = dry_run(conn, half.id, half.timezone, default_rules(), default_rules(), T0)
+    plans = {p.cart_id: p.proposed for p in run.carts}
+    assert out and all(plans[c].what == "closed" for c in out)
+    assert all(plans[c].why.startswith("held out") for c in out)
+    assert all(plans[c].what == "reminder 2" for c in plans if c not in out)

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 
 from cartnudge.db.models import Cart, CartStatus
 from cartnudge.delivery.policy import next_allowed
-from cartnudge.timing.policy import CartClock, major_units, next_due
+from cartnudge.timing.policy import CartClock, GiveUp, Remind, decide, major_units, next_due
 from cartnudge.timing.repository import CLOCK_COLUMNS
 from cartnudge.timing.rules import Rules
 
@@ -77,12 +77,13 @@ def plan(cart: CartClock, rules: Rules, now: datetime, zone: ZoneInfo) -> Plan:
     if total is not None and total < rules.minimum_cart_value:
         return Plan("never", None, f"below the minimum of {rules.minimum_cart_value}")
     due = max(next_due(cart, rules), now)  # a past timer is acted on at the next pass
-    step = cart.reminders_sent + 1
-    if step > len(rules.waits_for(total)) or not cart.reachable:
-        return Plan("closed", due, "no address" if not cart.reachable else "")
+    # What the waiter will decide then (a cart with no address, or held out, is closed).
+    move = decide(cart, rules, due)
+    if not isinstance(move, Remind):
+        return Plan("closed", due, move.reason if isinstance(move, GiveUp) else "")
     if rules.quiet_hours is not None:
         due = next_allowed(due, zone, rules.quiet_hours)
-    return Plan(f"reminder {step}", due)
+    return Plan(f"reminder {move.step}", due)
 
 
 def dry_run(
