@@ -60,7 +60,9 @@ def wake_batch(conn: Connection, now: datetime, limit: int = BATCH) -> WakeRepor
     if not due:
         return report
     rules = rules_of(conn, {row.shop_id for row in due})
-    holdouts = repo.holdout_percents({row.shop_id for row in due})
+    # Only carts whose first reminder may come due are assigned: the others need no share.
+    unassigned = {row.shop_id for row in due if row.held_out is None and not row.reminders_sent}
+    holdouts = repo.holdout_percents(unassigned) if unassigned else {}
     assigned: list[dict[str, Any]] = []
     wakes: list[dict[str, Any]] = []
     reminded: list[dict[str, Any]] = []
